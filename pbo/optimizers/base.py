@@ -1,0 +1,230 @@
+"""The ask/tell contract every optimizer follows, and the bookkeeping they share.
+
+An optimizer is a state machine with no knowledge of MPI, files or GPUs. `ask()` proposes a candidate or
+returns None when nothing can be proposed until pending results come back; several candidates may be
+outstanding at once. `tell()` / `tell_failure()` report a result. Subclasses override small hooks only:
+`_ask()` returns a `Proposal` in the unit cube, `_tell()` / `_tell_failure()` take results (always as a
+score to maximize), so the base class owns ids, pending candidates, duplicate detection, the minimize
+sign, NaN -> failure, the incumbent and the replayable event history used for save/restore.
+
+Example:
+    >>> from pbo.space import Space
+    >>> from pbo.optimizers import make_optimizer
+    >>> opt = make_optimizer("random", Space.from_dict({"x": {"type": "float", "low": -1, "high": 1}}), seed=0)
+    >>> cand = opt.ask()
+    >>> opt.tell(cand.id, -cand.params["x"] ** 2)
+    >>> opt.best().value <= 0
+    True
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pbo.space import Space
+
+
+class TrialState(str, enum.Enum):
+    """Where a candidate stands. Values are the `status` strings of the HDF5 log."""
+
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+    def is_finished(self) -> bool:
+        return self is not TrialState.PENDING
+
+
+class ReplayError(RuntimeError):
+    """Replaying a saved history did not reproduce the saved proposals (the state cannot be restored)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What an optimizer hook proposes: a unit point (shape (d,)) and algorithm metadata (node, depth, phase)."""
+
+    u: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A point handed out for evaluation. `u` is the canonical unit point of `params` (see Space.snap)."""
+
+    id: int
+    u: np.ndarray
+    params: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclass
+class Trial:
+    """A candidate and what became of it. `score` is the value in maximize sign (None unless OK)."""
+
+    candidate: Candidate
+    state: TrialState = TrialState.PENDING
+    value: float | None = None
+    score: float | None = None
+    reason: str = ""
+
+
+class Optimizer:
+    """Base class: owns the ask/tell bookkeeping; subclasses implement `_ask`, `_tell`, `_tell_failure`."""
+
+    name: ClassVar[str] = "base"
+    #: Ids start at 1: trial 0 is reserved for an objective's baseline (e.g. the untuned LLM).
+    first_id: ClassVar[int] = 1
+
+    def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None) -> None:
+        self.space = space
+        self.seed = int(seed)
+        self.minimize = bool(minimize)
+        self.budget = budget
+        self.rng = np.random.default_rng(self.seed)
+        self.trials: dict[int, Trial] = {}
+        self._by_key: dict[bytes, int] = {}
+        self._events: list[dict[str, Any]] = []
+        self._next_id = self.first_id
+        #: During `load_state_dict`, the recorded unit point of the ask being replayed; hooks whose proposals
+        #: are expensive (acquisition optimization) may return it instead of recomputing.
+        self._replay_u: np.ndarray | None = None
+
+    # ---- public protocol -------------------------------------------------------------------------------
+
+    def ask(self) -> Candidate | None:
+        proposal = self._ask()
+        if proposal is None:
+            return None
+        u = self.space.snap(np.asarray(proposal.u, dtype=float))
+        known = self.lookup(u)
+        if known is not None:
+            raise RuntimeError(
+                f"{self.name} proposed {self.space.from_unit(u)} again (trial {known.candidate.id}, "
+                f"{known.state.value}); an optimizer must check lookup() before proposing")
+        cand = Candidate(self._next_id, u, self.space.from_unit(u), dict(proposal.meta))
+        self._next_id += 1
+        self.trials[cand.id] = Trial(cand)
+        self._by_key[self._key(u)] = cand.id
+        self._events.append({"op": "ask", "id": cand.id, "u": u.tolist()})
+        return cand
+
+    def tell(self, candidate_id: int, value: float | None) -> None:
+        """Report the objective value of a pending candidate; None or NaN counts as a failure."""
+        trial = self._pending_trial(candidate_id)
+        if value is None or not math.isfinite(float(value)):
+            warnings.warn(f"trial {candidate_id} returned {value!r}: recorded as failed", RuntimeWarning,
+                          stacklevel=2)
+            self.tell_failure(candidate_id, f"objective returned {value!r}")
+            return
+        trial.value = float(value)
+        trial.score = -trial.value if self.minimize else trial.value
+        trial.state = TrialState.OK
+        self._events.append({"op": "tell", "id": candidate_id, "value": trial.value})
+        self._tell(trial)
+
+    def tell_failure(self, candidate_id: int, reason: str = "", state: TrialState = TrialState.FAILED) -> None:
+        """Report that a pending candidate could not be evaluated (exception, crash or timeout)."""
+        state = TrialState(state)
+        if not state.is_finished() or state is TrialState.OK:
+            raise ValueError(f"tell_failure takes a failed or timeout state, got {state.value}")
+        trial = self._pending_trial(candidate_id)
+        trial.state, trial.reason = state, str(reason)
+        self._events.append({"op": "fail", "id": candidate_id, "state": state.value, "reason": trial.reason})
+        self._tell_failure(trial)
+
+    def best(self) -> Trial | None:
+        """The best finished trial so far (in the user's sign), or None before the first success."""
+        done = [t for t in self.trials.values() if t.state is TrialState.OK]
+        return max(done, key=lambda t: t.score) if done else None
+
+    # ---- views for subclasses and drivers ----------------------------------------------------------------
+
+    def pending(self) -> list[Candidate]:
+        return [t.candidate for t in self.trials.values() if t.state is TrialState.PENDING]
+
+    def completed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit points (n, d) and scores (n,) of successful trials, in the order they were asked."""
+        done = [t for t in self.trials.values() if t.state is TrialState.OK]
+        u = np.array([t.candidate.u for t in done]).reshape(len(done), self.space.dim)
+        return u, np.array([t.score for t in done], dtype=float)
+
+    @property
+    def n_told(self) -> int:
+        return sum(t.state.is_finished() for t in self.trials.values())
+
+    def lookup(self, u: np.ndarray) -> Trial | None:
+        """The trial already asked at the canonical point of `u`, if any (pending or finished)."""
+        cid = self._by_key.get(self._key(self.space.snap(np.asarray(u, dtype=float))))
+        return None if cid is None else self.trials[cid]
+
+    # ---- save / restore by replay -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-able history from which `load_state_dict` rebuilds this optimizer exactly."""
+        return {"algorithm": self.name, "seed": self.seed, "minimize": self.minimize,
+                "events": [dict(e) for e in self._events]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replay a history on a freshly built optimizer (same space, seed and options).
+
+        Replay calls the same hooks in the same order, so every optimizer gets restore for free, and each
+        recorded ask is checked against the replayed one: a mismatch raises ReplayError instead of silently
+        continuing from a different state.
+        """
+        if self._events:
+            raise ReplayError("load_state_dict needs a fresh optimizer (this one has already asked)")
+        if state.get("algorithm") != self.name:
+            raise ReplayError(f"saved state is for {state.get('algorithm')!r}, not {self.name!r}")
+        self.replay(state["events"])
+
+    def replay(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            op = event["op"]
+            if op == "ask":
+                self._replay_u = np.asarray(event["u"], dtype=float)
+                try:
+                    cand = self.ask()
+                finally:
+                    self._replay_u = None
+                if cand is None or cand.id != event["id"] or not np.allclose(cand.u, event["u"], atol=1e-9):
+                    got = None if cand is None else (cand.id, cand.u.tolist())
+                    raise ReplayError(f"replay diverged at ask {event['id']}: recorded {event['u']}, got {got}")
+            elif op == "tell":
+                self.tell(event["id"], event["value"])
+            elif op == "fail":
+                self.tell_failure(event["id"], event.get("reason", ""), TrialState(event.get("state", "failed")))
+            else:
+                raise ReplayError(f"unknown event {op!r} in saved state")
+
+    # ---- hooks --------------------------------------------------------------------------------------------
+
+    def _ask(self) -> Proposal | None:
+        raise NotImplementedError
+
+    def _tell(self, trial: Trial) -> None:
+        """A pending trial finished with `trial.score` (maximize sign)."""
+
+    def _tell_failure(self, trial: Trial) -> None:
+        """A pending trial failed or timed out; default: it simply stays out of the data."""
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(u: np.ndarray) -> bytes:
+        return np.round(np.asarray(u, dtype=float), 12).tobytes()
+
+    def _pending_trial(self, candidate_id: int) -> Trial:
+        trial = self.trials.get(candidate_id)
+        if trial is None:
+            raise KeyError(f"{self.name}: no candidate {candidate_id} was asked")
+        if trial.state.is_finished():
+            raise ValueError(f"{self.name}: candidate {candidate_id} is already {trial.state.value}; "
+                             "finished trials are immutable")
+        return trial
