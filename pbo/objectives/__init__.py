@@ -24,6 +24,7 @@ class Objective:
     `function(params)` returns a float or a dict of metrics; `key` names the metric to optimize in that dict.
     `space` is the default search space (used when the config gives none) and `optimum` the best value when
     known (synthetic functions), for regret.
+    Every rank rebuilds the objective from its name and options, so it need not be picklable.
     """
 
     name: str
@@ -32,6 +33,11 @@ class Objective:
     minimize: bool = False
     space: dict[str, dict[str, Any]] | None = None
     optimum: float | None = None
+    #: Start-up validation, run on the master before any worker starts (missing files, unknown tasks, ...);
+    #: raises ObjectiveError with one line naming the problem.
+    check: Callable[[], None] | None = None
+    #: Scores the untuned baseline once per study (recorded as trial 0, never told to the optimizer).
+    baseline: Callable[[], Mapping[str, float]] | None = None
 
 
 def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Objective:
