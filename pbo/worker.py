@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from pbo.isolation import Child, Finished, run_inline, wait_any
+from pbo.isolation import Child, Finished, run_inline
 from pbo.objectives import Objective
 from pbo.optimizers.base import TrialState
 
@@ -93,10 +93,6 @@ class Evaluator:
             out.value, out.metrics = finished.payload
         return out
 
-    def run(self, task: Task) -> Outcome:
-        running = self.start(task)
-        return self.finish(running, running.wait())
-
 
 @dataclass
 class Running:
@@ -109,11 +105,6 @@ class Running:
 
     def poll(self) -> Finished | None:
         return self.inline if self.child is None else self.child.poll()
-
-    def wait(self) -> Finished:
-        while self.child is not None and not wait_any([self.child], None):
-            pass
-        return self.poll()
 
 
 def host() -> str:

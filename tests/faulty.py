@@ -26,3 +26,9 @@ def slow(params, pid_dir=None, seconds=0.5):
         Path(pid_dir, f"{os.getpid()}.pid").write_text(f"{os.getppid()}\n")
     time.sleep(seconds)
     return float(params["x"])
+
+
+def visible_gpus(params, out_dir):
+    """Records which GPUs the worker process (the child's parent) was given."""
+    Path(out_dir, f"{os.getppid()}.gpus").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    return float(params["x"])

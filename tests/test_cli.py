@@ -76,3 +76,10 @@ def test_sigint_stops_a_local_run_resumably_and_kills_its_trials(tmp_path):
     time.sleep(0.1)
     children = [int(p.stem) for p in pids.iterdir()]
     assert len(children) == 2 and not any(os.path.exists(f"/proc/{pid}") for pid in children)
+
+
+def test_user_callables_get_their_options_as_keyword_arguments():
+    from pbo.objectives import resolve_objective
+
+    objective = resolve_objective("faulty:slow", {"seconds": 0, "key": "value"})
+    assert objective.function({"x": 0.25}) == 0.25

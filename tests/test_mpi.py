@@ -72,3 +72,16 @@ def _state(pid: int) -> str:
         return open(f"/proc/{pid}/status").read().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_none(tmp_path):
+    config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:visible_gpus", budget=12,
+                          gpus=2, objective_options={"out_dir": str(tmp_path)},
+                          space={"x": {"type": "float", "low": 0, "high": 1}})
+    env_free = {k: v for k, v in environment().items() if k != "CUDA_VISIBLE_DEVICES"}
+    proc = subprocess.run(command(["--config", config], np=4), cwd=ROOT, env=env_free, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    pinned = sorted(p.read_text() for p in tmp_path.glob("*.gpus"))
+    assert pinned == ["0", "0", "1"]  # 3 workers on 2 GPUs: round-robin
+    assert "3 workers x 1 GPU(s) on a node with 2 GPU(s): GPUs are shared round-robin" in proc.stderr

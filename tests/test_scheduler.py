@@ -131,3 +131,18 @@ def test_the_best_follows_the_objective_sense():
 def test_utilization_is_busy_time_over_workers_times_makespan():
     summary, _, _ = study(lambda p: p["x"], workers=2, budget=3)
     assert summary.makespan == 2.0 and summary.utilization == pytest.approx(3 / 4)
+
+
+def test_tree_optimizers_are_recorded_after_each_tell():
+    from pbo.optimizers.random import RandomSearch
+
+    class Tree(RandomSearch):
+        def tree_table(self):
+            return {}
+
+    objective = Objective("f", lambda p: p["x"], space=X)
+    backend = Journal(SimulatedBackend(objective, 2, CostModel("fixed", mean=1.0)))
+    run_study(Tree(Space.from_dict(X)), backend, budget=3, recorder=backend)
+    kinds = [e[0] for e in backend.events]
+    assert kinds.count("record_tree") == 3
+    assert all(kinds[i - 1] == "record_result" for i, k in enumerate(kinds) if k == "record_tree")

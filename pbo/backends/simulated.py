@@ -7,11 +7,10 @@ from __future__ import annotations
 import heapq
 from typing import Callable
 
-from pbo.isolation import run_inline
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
 from pbo.optimizers.base import TrialState
-from pbo.worker import Outcome, Task, evaluate
+from pbo.worker import Evaluator, Outcome, Task
 
 
 class SimulatedBackend:
@@ -19,10 +18,11 @@ class SimulatedBackend:
                  timeout: float | None = None) -> None:
         if n_workers < 1:
             raise ValueError(f"simulate needs >= 1 worker, got {n_workers}")
-        self.objective = objective
+        self.evaluators = {w: Evaluator(objective, w, isolate=False, device="simulated", clock=self.now)
+                           for w in range(1, n_workers + 1)}
         self.cost = cost
         self.timeout = timeout
-        self.workers = list(range(1, n_workers + 1))
+        self.workers = list(self.evaluators)
         self.clock = 0.0
         self._events: list[tuple[float, int, Outcome]] = []
         self._seq = 0  # ties finish in submission order
@@ -31,12 +31,10 @@ class SimulatedBackend:
         return self.clock
 
     def submit(self, worker: int, task: Task) -> None:
-        finished = run_inline(lambda: evaluate(self.objective, task))
+        evaluator = self.evaluators[worker]
+        running = evaluator.start(task)
+        outcome = evaluator.finish(running, running.poll())
         duration = self.cost.duration(task.params)
-        outcome = Outcome(task.trial_id, worker, finished.status, error=finished.error, device="simulated",
-                          t_start=self.clock)
-        if finished.status is TrialState.OK:
-            outcome.value, outcome.metrics = finished.payload
         if self.timeout is not None and duration > self.timeout:
             duration = self.timeout
             outcome.status, outcome.error = TrialState.TIMEOUT, f"timed out after {self.timeout:g} s"
