@@ -13,7 +13,7 @@ surrogate.
 Example:
     >>> import numpy as np
     >>> gp = GPSurrogate(dim=1)
-    >>> u = np.linspace(0, 1, 6)[:, None]
+    >>> u = np.linspace(0, 1, 10)[:, None]
     >>> gp.update(u, np.sin(6 * u[:, 0]))
     >>> mean, sd = gp.predict(np.array([[0.5]]))
     >>> bool(abs(mean[0] - np.sin(3.0)) < 0.1 and sd[0] < 0.1)
@@ -31,6 +31,7 @@ import torch
 from botorch.exceptions import ModelFittingError as BotorchFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior, get_matern_kernel_with_gamma_prior
 from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -51,6 +52,12 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+KERNELS = {
+    "matern": lambda dim: get_matern_kernel_with_gamma_prior(ard_num_dims=dim),
+    "rbf": lambda dim: get_covar_module_with_dim_scaled_prior(ard_num_dims=dim),
+}
+
+
 class ModelFittingError(RuntimeError):
     """The GP could not be fitted or evaluated on these data; callers fall back to a model-free step."""
 
@@ -61,15 +68,20 @@ class GPSurrogate:
 
     Options: `min_points` before any model exists, `refit_growth` (relative data growth that triggers a new
     hyperparameter fit), `noise_floor` (lower bound of the noise variance in standardized units; objectives
-    here are often deterministic), `seed` for fitting restarts.
+    here are often deterministic), `kernel` ("matern": Matern-5/2 with Gamma priors, which gave lower
+    BaMSOO regret on the benchmark set than "rbf", BoTorch's dimension-scaled default), `seed` for fitting
+    restarts.
     """
 
     def __init__(self, dim: int, *, min_points: int = 2, refit_growth: float = 0.2, noise_floor: float = 1e-6,
-                 seed: int = 0) -> None:
+                 kernel: str = "matern", seed: int = 0) -> None:
         if min_points < 2:
             raise ValueError(f"the surrogate needs min_points >= 2, got {min_points}")
         if refit_growth < 0:
             raise ValueError(f"refit_growth must be >= 0, got {refit_growth}")
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r} (use one of {', '.join(KERNELS)})")
+        self.kernel = kernel
         self.dim = int(dim)
         self.min_points = int(min_points)
         self.refit_growth = float(refit_growth)
@@ -137,7 +149,8 @@ class GPSurrogate:
         likelihood = GaussianLikelihood(noise_constraint=GreaterThan(self.noise_floor))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gp = SingleTaskGP(x, z.unsqueeze(-1), likelihood=likelihood, outcome_transform=None).to(torch.float64)
+            gp = SingleTaskGP(x, z.unsqueeze(-1), likelihood=likelihood, covar_module=KERNELS[self.kernel](self.dim),
+                              outcome_transform=None).to(torch.float64)
             with torch.random.fork_rng():
                 torch.manual_seed(self.seed * 1_000_003 + self._n)
                 try:

@@ -105,3 +105,16 @@ def test_failed_values_are_refused():
     y[2] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         GPSurrogate(dim=2).update(u, y)
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(ValueError, match="unknown kernel 'periodic'"):
+        GPSurrogate(dim=2, kernel="periodic")
+
+
+def test_both_kernels_fit_smooth_data():
+    u, y = data(30)
+    for kernel in ("matern", "rbf"):
+        gp = GPSurrogate(dim=2, kernel=kernel)
+        gp.update(u[:25], y[:25])
+        assert np.allclose(gp.predict(u[25:])[0], y[25:], atol=0.1)

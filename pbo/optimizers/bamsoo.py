@@ -53,14 +53,14 @@ def confidence_bound(n: int, eta: float) -> float:
 
 class BaMSOO(SOO):
     """Options: SOO's (`k`, `h_max`, `failure`), `eta` in (0, 1) (smaller: wider bounds, more evaluations),
-    `min_points` (real values before the GP is consulted), `refit_growth` (see GPSurrogate), `surrogate`
-    (any object with update/predict, e.g. a stub in tests; default a GPSurrogate)."""
+    `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see GPSurrogate),
+    `surrogate` (any object with update/predict, e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2,
+                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2, kernel: str = "matern",
                  surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure)
         if not 0 < eta < 1:
@@ -70,7 +70,7 @@ class BaMSOO(SOO):
         self.eta = float(eta)
         self.min_points = int(min_points)
         self.surrogate = surrogate if surrogate is not None else GPSurrogate(
-            space.dim, min_points=self.min_points, refit_growth=refit_growth, seed=seed)
+            space.dim, min_points=self.min_points, refit_growth=refit_growth, kernel=kernel, seed=seed)
         self.n_approximated = 0
         self._streak = 0  # approximations since the last child sent for evaluation
         self._f_plus = -math.inf
