@@ -53,10 +53,6 @@ class Node:
     candidate: int = -1
     children: list[int] = field(default_factory=list)
 
-    @property
-    def known(self) -> bool:
-        return self.state in (EVALUATED, INHERITED, APPROXIMATED)
-
 
 class Tree:
     """Nodes in creation order (node id = index), with the leaves of each depth kept for the sweeps.
