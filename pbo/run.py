@@ -91,6 +91,8 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
 def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] | None) -> Any:
     if comm is not None:
         from pbo.backends.mpi import MPIBackend
+        if config.simulate is not None:
+            raise ConfigError("simulate runs in one process: start it without mpirun")
         gpu.pin(gpu.assign(*gpu.node_slot(ranks, 0, config.master_gpu), gpu.gpu_ids(os.environ, config.gpus),
                            config.gpus_per_worker), os.environ)
         return MPIBackend(comm)
