@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+from pbo_process import ROOT, command, environment, mpirun, run_pbo, trials, write_config
 
-pytestmark = pytest.mark.skipif(__import__("pbo_process").mpirun() is None, reason="mpirun not found")
+pytestmark = pytest.mark.skipif(mpirun() is None, reason="mpirun not found")
 
 
 @pytest.mark.parametrize("np", [3, 5])
