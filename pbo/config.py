@@ -122,6 +122,9 @@ OPTIONS: list[Option] = [
     Option("workers", integer(low=1), 1, "local worker processes when not started by mpirun", "W"),
     Option("simulate", integer(low=1, optional=True), None,
            "simulate W workers on a virtual clock with the cost model (nothing sleeps)", "W"),
+    Option("simulate_master_time", boolean(), False,
+           "with --simulate, add the master's real compute time (asks, tells) to the virtual clock; "
+           "not deterministic"),
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),
     Option("isolate", boolean(), True, "run each evaluation in a child process of its worker"),

@@ -91,6 +91,8 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
 def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] | None) -> Any:
     if comm is not None:
         from pbo.backends.mpi import MPIBackend
+        if config.simulate is not None:
+            raise ConfigError("simulate runs in one process: start it without mpirun")
         gpu.pin(gpu.assign(*gpu.node_slot(ranks, 0, config.master_gpu), gpu.gpu_ids(os.environ, config.gpus),
                            config.gpus_per_worker), os.environ)
         return MPIBackend(comm)
@@ -98,7 +100,8 @@ def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] |
         model = cost_model(config)
         if model is None:
             raise ConfigError("simulate needs a cost model: set `cost` (e.g. {kind: lognormal, mean: 60})")
-        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout)
+        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout,
+                                master_time=config.simulate_master_time)
     return LocalBackend(objective, config.workers, isolate=config.isolate, timeout=config.timeout,
                         gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
                         master_gpu=config.master_gpu)
