@@ -1,0 +1,218 @@
+"""The master's side of the log: one HDF5 file per run, appended per dispatch and per finished trial.
+
+`record_submit`, `record_result` and `record_tree` are the recorder protocol the scheduler calls. Each
+`record_result` is flushed (and fsynced) before it returns, so a trial the scheduler has acknowledged survives
+SIGKILL of the master. The file stays in SWMR mode, so other processes can follow it live (see reader.py).
+
+Example:
+    >>> log = RunLog.create("runs/demo.h5", config=config, space=space, algorithm="lhs", seed=0,
+    ...                     n_workers=4)                                            # doctest: +SKIP
+    >>> log.record_submit(candidate, worker=1, t_submit=0.2)                       # doctest: +SKIP
+    >>> log.record_result(result)                                                  # doctest: +SKIP
+    >>> log.close()                                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import h5py
+import numpy as np
+
+import pbo
+from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS, TRIALS,
+                            committed_rows, create_column, create_table, encode_text, metric_column, to_json)
+from pbo.log.storage import (LogError, check_space, check_writable, first_line, fsync, open_for_append,
+                              open_readable, rewrite)
+from pbo.optimizers.base import Candidate
+from pbo.space import Space
+from pbo.trial import TrialResult
+
+
+def default_path(algorithm: str, objective: str, when: datetime | None = None) -> Path:
+    """`runs/<algorithm>-<objective>-<YYYYmmdd-HHMMSS>.h5`, with characters unsafe in file names replaced."""
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{algorithm}-{objective}")
+    return Path("runs") / f"{slug}-{stamp}.h5"
+
+
+class RunLog:
+    """An open run log. Build it with `create` (new run) or `reopen` (resume); finish with `close`."""
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = path
+        self.durable = durable
+        try:
+            self._file = open_for_append(path)
+        except OSError as exc:
+            raise LogError(f"cannot open log {path} for writing: {first_line(exc)}") from None
+        self.space = Space.from_dict(json.loads(self._file.attrs["space"]))
+        seqs = [self._file[t]["seq"][: committed_rows(self._file[t])] for t in (TRIALS, ASKS)]
+        self._seq = int(max((s.max() for s in seqs if len(s)), default=-1)) + 1
+        self._metrics = {name for name in self._file[TRIALS] if name not in TRIAL_COLUMNS}
+
+    @classmethod
+    def create(cls, path: str | Path, *, config: Mapping[str, Any], space: Space, algorithm: str, seed: int,
+               n_workers: int, overwrite: bool = False, make_folder: bool = False, durable: bool = True) -> "RunLog":
+        """Start the log of a new run; refuses an existing file unless `overwrite`, and an unwritable place."""
+        path = Path(path)
+        if make_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(path, overwrite=overwrite)
+        try:
+            with h5py.File(path, "w", libver="latest", locking="best-effort") as handle:
+                handle.attrs.update({
+                    "pbo_version": pbo.__version__, "log_format": LOG_FORMAT, "config": to_json(dict(config)),
+                    "algorithm": algorithm, "objective": str(config.get("objective", "")), "seed": int(seed),
+                    "space": to_json(space.to_dict()), "start_time": time.time(),
+                    "hostname": socket.gethostname(), "n_workers": int(n_workers),
+                })
+                for table in (TRIALS, ASKS):
+                    create_table(handle.create_group(table, track_order=True), table, space.dim)
+                fsync(handle)
+        except OSError as exc:
+            raise LogError(f"cannot create log {path}: {first_line(exc)}") from None
+        return cls(path, durable=durable)
+
+    @classmethod
+    def reopen(cls, path: str | Path, *, n_workers: int, durable: bool = True) -> "RunLog":
+        """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped."""
+        path = Path(path)
+        with open_readable(path) as handle:
+            resumes = json.loads(handle.attrs.get("resumes", "[]"))
+        resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers)})
+        try:
+            rewrite(path, attrs={"resumes": json.dumps(resumes), "n_workers": int(n_workers)})
+        except OSError as exc:
+            raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
+        return cls(path, durable=durable)
+
+    # ---- recorder protocol (called by the scheduler) -------------------------------------------------------
+
+    def record_submit(self, candidate: Candidate, worker: int, t_submit: float) -> None:
+        """A candidate was dispatched; flushed (not fsynced) so resume can re-issue it if the run dies."""
+        row = {"trial_id": candidate.id, "u": self._vector(candidate.u), "x": self._numbers(candidate.params),
+               "worker": worker, "t_submit": t_submit}
+        self._append(ASKS, row, sync=False)
+
+    def record_result(self, result: TrialResult) -> None:
+        """A trial finished; it is on disk when this returns. Stops the run, with the file closed cleanly, when
+        the disk is nearly full (rather than when a write fails half-way)."""
+        check_space(self.path.parent)
+        metrics = {metric_column(k): _as_float(v) for k, v in result.metrics.items()}
+        new = sorted(set(metrics) - self._metrics)
+        if new:
+            def add_columns(handle: h5py.File) -> None:
+                rows = committed_rows(handle[TRIALS])
+                for name in new:
+                    create_column(handle[TRIALS], name, "f8", None, CHUNK_ROWS[TRIALS], length=rows)
+            self._restructure(add_columns)
+            self._metrics.update(new)
+        status = getattr(result.status, "value", result.status)
+        row = {"trial_id": result.trial_id, "u": self._vector(result.u), "x": self._numbers(result.params),
+               "value": result.value, "status": str(status), "worker": result.worker,
+               "device": encode_text(result.device, 64), "t_submit": result.t_submit, "t_start": result.t_start,
+               "t_end": result.t_end, "error": encode_text(result.error, ERROR_BYTES), **metrics}
+        self._append(TRIALS, row, sync=self.durable)
+
+    def record_tree(self, optimizer: Any) -> None:
+        """Replace /tree by the optimizer's `tree_table()`; optimizers without a tree are ignored."""
+        table_of = getattr(optimizer, "tree_table", None)
+        if table_of is None:
+            return
+        table = table_of()
+        if TREE not in self._file:
+            self._restructure(lambda handle: create_table(handle.create_group(TREE, track_order=True), TREE,
+                                                          self.space.dim))
+        group = self._file[TREE]
+        rows = len(np.asarray(table["node_id"]))
+        columns = {name: np.asarray(table[name]).astype(dtype).reshape((rows, -1) if vector else (rows,))
+                   for name, (dtype, vector) in TREE_COLUMNS.items()}
+        self._guarded(lambda: self._write_columns(group, columns, rows, COMMIT[TREE], sync=False))
+
+    def close(self) -> None:
+        if self._file.id:
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise LogError(f"cannot close log {self.path}: {first_line(exc)}") from None
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    def _append(self, table: str, row: dict[str, Any], *, sync: bool) -> None:
+        group = self._file[table]
+        rows = committed_rows(group) + 1
+        row["seq"] = self._seq
+
+        def write() -> None:
+            self._write_columns(group, row, rows, COMMIT[table], sync=sync, at=rows - 1)
+        self._guarded(write)
+        self._seq += 1
+
+    def _write_columns(self, group: h5py.Group, values: Mapping[str, Any], rows: int, commit: str, *,
+                       sync: bool, at: int | None = None) -> None:
+        """Size every column to `rows` and write `values` (one row `at`, or whole columns), commit column last."""
+        where = slice(None) if at is None else at
+        for name in [n for n in group if n != commit] + [commit]:
+            if name == commit:
+                self._file.flush()
+            column = group[name]
+            column.resize(rows, axis=0)
+            if rows:
+                column[where] = values.get(name, math.nan)
+        if sync:
+            fsync(self._file)
+        else:
+            self._file.flush()
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """Run a write; if it fails (disk full), let go of the file and raise one line. What was committed
+        before stays readable."""
+        try:
+            write()
+            return
+        except (OSError, RuntimeError) as exc:
+            reason = first_line(exc)
+        try:
+            self._file.close()
+        except (OSError, RuntimeError):
+            pass
+        raise LogError(f"cannot write log {self.path}: {reason}")
+
+    def _restructure(self, change: Callable[[h5py.File], Any]) -> None:
+        """Add datasets: SWMR cannot create them, so rewrite the file with them and reopen (see storage.py)."""
+        self.close()
+        try:
+            rewrite(self.path, change=change)
+            self._file = open_for_append(self.path)
+        except OSError as exc:
+            raise LogError(f"cannot write log {self.path}: {first_line(exc)}") from None
+
+    def _vector(self, u: Any) -> np.ndarray:
+        u = np.asarray(u, dtype=float).ravel()
+        return u if u.shape == (self.space.dim,) else np.full(self.space.dim, math.nan)
+
+    def _numbers(self, params: Mapping[str, Any]) -> np.ndarray:
+        if not all(name in params for name in self.space.names):
+            return np.full(self.space.dim, math.nan)
+        return self.space.to_numbers(params)
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
