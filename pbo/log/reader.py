@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from pbo.log.layout import ASK_COLUMNS, ASKS, LOG_FORMAT, TREE, TRIAL_COLUMNS, TRIALS, committed_rows
-from pbo.log.storage import LogError, open_readable
+from pbo.log.storage import LogError, first_line, open_readable
 from pbo.space import Space, SpaceError
 
 JSON_ATTRS = ("config", "space", "resumes")
@@ -72,16 +72,22 @@ def read(path: str | Path) -> RunData:
     """Load a pbo log; a foreign or damaged file raises LogError naming what is wrong."""
     path = Path(path)
     with open_readable(path) as handle:
-        attrs = _attrs(handle, path)
-        for table, columns in ((TRIALS, TRIAL_COLUMNS), (ASKS, ASK_COLUMNS)):
-            missing = [name for name in columns if f"{table}/{name}" not in handle]
-            if missing:
-                raise LogError(f"{path} is a damaged pbo log: /{table} lacks {', '.join(missing)}")
-        trials = _table(handle[TRIALS])
-        asks = _table(handle[ASKS])
-        tree = _table(handle[TREE]) if TREE in handle else None
+        try:
+            return _load(handle, path)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise LogError(f"{path} is a damaged pbo log ({first_line(exc)})") from None
+
+
+def _load(handle: h5py.File, path: Path) -> RunData:
+    attrs = _attrs(handle, path)
+    for table, columns in ((TRIALS, TRIAL_COLUMNS), (ASKS, ASK_COLUMNS)):
+        missing = [name for name in columns if f"{table}/{name}" not in handle]
+        if missing:
+            raise LogError(f"{path} is a damaged pbo log: /{table} lacks {', '.join(missing)}")
+    trials = _table(handle[TRIALS])
+    tree = _table(handle[TREE]) if TREE in handle else None
     metrics = [name for name in trials if name not in TRIAL_COLUMNS]
-    return RunData(path, attrs, trials, asks, tree, metrics)
+    return RunData(path, attrs, trials, _table(handle[ASKS]), tree, metrics)
 
 
 def _attrs(handle: h5py.File, path: Path) -> dict[str, Any]:

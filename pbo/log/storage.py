@@ -4,15 +4,17 @@ the atomic rewrite that adds columns, cleans a killed file and prepares it for r
 SWMR forbids creating datasets while it is on, and a file whose SWMR writer was killed can only be opened
 with `swmr=True` (HDF5 leaves its "open for write" flag set). Both are solved the same way: copy the
 committed rows into a fresh file next to it, change what is needed, fsync, and `os.replace` it over the old
-one. At every instant the path holds either the old or the new complete file.
+one. At every instant the path holds either the old or the new complete file. A new log is created the
+same way, so a kill during creation leaves no half-made file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import h5py
 
@@ -27,20 +29,28 @@ class LogError(Exception):
 
 
 def open_readable(path: str | Path) -> h5py.File:
-    """Open a log read-only, whether finished, live (SWMR) or left by a killed writer."""
+    """Open a log read-only, whether finished, live (SWMR) or left by a killed writer.
+
+    SWMR read mode is only used for a file whose writer has not closed it (live or killed): that mode also
+    accepts the torn end a kill can leave, but it retries unreadable metadata for minutes instead of failing,
+    so a damaged, closed file must fail in the plain mode.
+    """
     path = Path(path)
     if not path.is_file():
         raise LogError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
         raise LogError(f"{path} is not an HDF5 file")
     try:
-        return h5py.File(path, "r", swmr=True, locking="best-effort")
-    except OSError:
-        pass
-    try:  # files written without libver="latest" (not by pbo) cannot be opened in SWMR read mode
-        return h5py.File(path, "r", locking="best-effort")
+        return h5py.File(path, "r", swmr=_writer_flag(path), locking="best-effort")
     except OSError as exc:
         raise LogError(f"{path}: cannot open ({first_line(exc)})") from None
+
+
+def _writer_flag(path: Path) -> bool:
+    """Whether the superblock (version 2 or later, at offset 0) says a writer has the file open."""
+    with open(path, "rb") as raw:
+        head = raw.read(12)
+    return len(head) == 12 and head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] >= 2 and head[11] != 0
 
 
 def open_for_append(path: Path) -> h5py.File:
@@ -48,6 +58,18 @@ def open_for_append(path: Path) -> h5py.File:
     handle = h5py.File(path, "a", libver="latest", locking="best-effort")
     handle.swmr_mode = True
     return handle
+
+
+def detach(handle: h5py.File) -> None:
+    """Point a writer's file descriptor at /dev/null after a failed write. HDF5 would otherwise write its
+    superblock again when the handle closes (at the latest when Python exits), marking the file as cleanly
+    closed while its end is missing; left alone, the file keeps its "writer did not finish" flag and opens
+    in SWMR mode like the file of a killed run."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, handle.id.get_vfd_handle())
+    finally:
+        os.close(null)
 
 
 def check_writable(path: Path, *, overwrite: bool) -> None:
@@ -77,11 +99,24 @@ def fsync(handle: h5py.File) -> None:
     os.fsync(handle.id.get_vfd_handle())
 
 
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[h5py.File]:
+    """A new file written beside `path` that atomically replaces it when the block ends without error."""
+    scratch = path.with_name(path.name + ".partial")
+    try:
+        with h5py.File(scratch, "w", libver="latest", locking="best-effort") as handle:
+            yield handle
+            fsync(handle)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+
+
 def rewrite(path: Path, *, change: Callable[[h5py.File], None] | None = None,
             attrs: Mapping[str, Any] | None = None) -> None:
     """Replace `path` by a clean copy of its committed rows, with `attrs` set and `change` applied."""
-    scratch = path.with_name(path.name + ".rewrite")
-    with open_readable(path) as src, h5py.File(scratch, "w", libver="latest", locking="best-effort") as dst:
+    with open_readable(path) as src, replacing(path) as dst:
         dst.attrs.update(dict(src.attrs))
         dst.attrs.update(dict(attrs or {}))
         for table, group in src.items():
@@ -89,9 +124,6 @@ def rewrite(path: Path, *, change: Callable[[h5py.File], None] | None = None,
                 _copy_table(group, dst.create_group(table, track_order=True))
         if change is not None:
             change(dst)
-        fsync(dst)
-    os.replace(scratch, path)
-    _fsync_folder(path.parent)
 
 
 def _copy_table(src: h5py.Group, dst: h5py.Group) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 import pbo
 from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS, TRIALS,
                             committed_rows, create_column, create_table, encode_text, metric_column, to_json)
-from pbo.log.storage import (LogError, check_space, check_writable, first_line, fsync, open_for_append,
-                              open_readable, rewrite)
+from pbo.log.storage import (LogError, check_space, check_writable, detach, first_line, fsync, open_for_append,
+                              open_readable, replacing, rewrite)
 from pbo.optimizers.base import Candidate
 from pbo.space import Space
 from pbo.trial import TrialResult
@@ -67,7 +67,7 @@ class RunLog:
             path.parent.mkdir(parents=True, exist_ok=True)
         check_writable(path, overwrite=overwrite)
         try:
-            with h5py.File(path, "w", libver="latest", locking="best-effort") as handle:
+            with replacing(path) as handle:
                 handle.attrs.update({
                     "pbo_version": pbo.__version__, "log_format": LOG_FORMAT, "config": to_json(dict(config)),
                     "algorithm": algorithm, "objective": str(config.get("objective", "")), "seed": int(seed),
@@ -76,7 +76,6 @@ class RunLog:
                 })
                 for table in (TRIALS, ASKS):
                     create_table(handle.create_group(table, track_order=True), table, space.dim)
-                fsync(handle)
         except OSError as exc:
             raise LogError(f"cannot create log {path}: {first_line(exc)}") from None
         return cls(path, durable=durable)
@@ -179,18 +178,13 @@ class RunLog:
             self._file.flush()
 
     def _guarded(self, write: Callable[[], None]) -> None:
-        """Run a write; if it fails (disk full), let go of the file and raise one line. What was committed
-        before stays readable."""
+        """Run a write; if it fails (disk full), cut the file off and raise one line. What was committed before
+        stays readable."""
         try:
             write()
-            return
         except (OSError, RuntimeError) as exc:
-            reason = first_line(exc)
-        try:
-            self._file.close()
-        except (OSError, RuntimeError):
-            pass
-        raise LogError(f"cannot write log {self.path}: {reason}")
+            detach(self._file)
+            raise LogError(f"cannot write log {self.path}: {first_line(exc)}") from None
 
     def _restructure(self, change: Callable[[h5py.File], Any]) -> None:
         """Add datasets: SWMR cannot create them, so rewrite the file with them and reopen (see storage.py)."""
