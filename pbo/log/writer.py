@@ -50,18 +50,30 @@ class RunLog:
         self.path = path
         self.durable = durable
         try:
-            self._file = open_for_append(path)
+            self._open()
         except OSError as exc:
             raise LogError(f"cannot open log {path} for writing: {first_line(exc)}") from None
         self.space = Space.from_dict(json.loads(self._file.attrs["space"]))
-        seqs = [self._file[t]["seq"][: committed_rows(self._file[t])] for t in (TRIALS, ASKS)]
+        seqs = [self._columns[table]["seq"][: self._rows[table]] for table in (TRIALS, ASKS)]
         self._seq = int(max((s.max() for s in seqs if len(s)), default=-1)) + 1
-        self._metrics = {name for name in self._file[TRIALS] if name not in TRIAL_COLUMNS}
+
+    def _open(self) -> None:
+        """Open the file for appending and keep its columns at hand (looking them up costs more than writing)."""
+        self._file = open_for_append(self.path)
+        self._columns: dict[str, dict[str, h5py.Dataset]] = {}
+        self._rows: dict[str, int] = {}
+        for table, group in self._file.items():
+            commit = COMMIT[table]
+            self._columns[table] = {name: group[name] for name in [*(n for n in group if n != commit), commit]}
+            self._rows[table] = committed_rows(group)
+        self._metrics = {name for name in self._columns[TRIALS] if name not in TRIAL_COLUMNS}
 
     @classmethod
     def create(cls, path: str | Path, *, config: Mapping[str, Any], space: Space, algorithm: str, seed: int,
-               n_workers: int, overwrite: bool = False, make_folder: bool = False, durable: bool = True) -> "RunLog":
-        """Start the log of a new run; refuses an existing file unless `overwrite`, and an unwritable place."""
+               n_workers: int, overwrite: bool = False, make_folder: bool = False, durable: bool = True,
+               start_time: float | None = None) -> "RunLog":
+        """Start the log of a new run; refuses an existing file unless `overwrite`, and an unwritable place.
+        `start_time` (Unix seconds) is the zero of the trials' times; by default now."""
         path = Path(path)
         if make_folder:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +83,8 @@ class RunLog:
                 handle.attrs.update({
                     "pbo_version": pbo.__version__, "log_format": LOG_FORMAT, "config": to_json(dict(config)),
                     "algorithm": algorithm, "objective": str(config.get("objective", "")), "seed": int(seed),
-                    "space": to_json(space.to_dict()), "start_time": time.time(),
+                    "space": to_json(space.to_dict()),
+                    "start_time": time.time() if start_time is None else float(start_time),
                     "hostname": socket.gethostname(), "n_workers": int(n_workers),
                 })
                 for table in (TRIALS, ASKS):
@@ -81,14 +94,17 @@ class RunLog:
         return cls(path, durable=durable)
 
     @classmethod
-    def reopen(cls, path: str | Path, *, n_workers: int, durable: bool = True) -> "RunLog":
-        """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped."""
+    def reopen(cls, path: str | Path, *, n_workers: int, config: Mapping[str, Any] | None = None,
+               durable: bool = True) -> "RunLog":
+        """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped;
+        `config` (the resumed run's settings, e.g. a larger budget) replaces the stored one."""
         path = Path(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers)})
         try:
-            rewrite(path, attrs={"resumes": json.dumps(resumes), "n_workers": int(n_workers)})
+            attrs = {"resumes": json.dumps(resumes), "n_workers": int(n_workers)}
+            rewrite(path, attrs=attrs if config is None else {**attrs, "config": to_json(dict(config))})
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
         return cls(path, durable=durable)
@@ -109,11 +125,9 @@ class RunLog:
         new = sorted(set(metrics) - self._metrics)
         if new:
             def add_columns(handle: h5py.File) -> None:
-                rows = committed_rows(handle[TRIALS])
                 for name in new:
-                    create_column(handle[TRIALS], name, "f8", None, CHUNK_ROWS[TRIALS], length=rows)
+                    create_column(handle[TRIALS], name, "f8", None, CHUNK_ROWS[TRIALS], length=self._rows[TRIALS])
             self._restructure(add_columns)
-            self._metrics.update(new)
         status = getattr(result.status, "value", result.status)
         row = {"trial_id": result.trial_id, "u": self._vector(result.u), "x": self._numbers(result.params),
                "value": result.value, "status": str(status), "worker": result.worker,
@@ -127,14 +141,13 @@ class RunLog:
         if table_of is None:
             return
         table = table_of()
-        if TREE not in self._file:
+        if TREE not in self._columns:
             self._restructure(lambda handle: create_table(handle.create_group(TREE, track_order=True), TREE,
                                                           self.space.dim))
-        group = self._file[TREE]
         rows = len(np.asarray(table["node_id"]))
         columns = {name: np.asarray(table[name]).astype(dtype).reshape((rows, -1) if vector else (rows,))
                    for name, (dtype, vector) in TREE_COLUMNS.items()}
-        self._guarded(lambda: self._write_columns(group, columns, rows, COMMIT[TREE], sync=False))
+        self._guarded(lambda: self._write_columns(TREE, columns, rows, sync=False))
 
     def close(self) -> None:
         if self._file.id:
@@ -152,23 +165,19 @@ class RunLog:
     # ---- internals ----------------------------------------------------------------------------------------
 
     def _append(self, table: str, row: dict[str, Any], *, sync: bool) -> None:
-        group = self._file[table]
-        rows = committed_rows(group) + 1
+        rows = self._rows[table] + 1
         row["seq"] = self._seq
-
-        def write() -> None:
-            self._write_columns(group, row, rows, COMMIT[table], sync=sync, at=rows - 1)
-        self._guarded(write)
+        self._guarded(lambda: self._write_columns(table, row, rows, sync=sync, at=rows - 1))
         self._seq += 1
 
-    def _write_columns(self, group: h5py.Group, values: Mapping[str, Any], rows: int, commit: str, *,
-                       sync: bool, at: int | None = None) -> None:
+    def _write_columns(self, table: str, values: Mapping[str, Any], rows: int, *, sync: bool,
+                       at: int | None = None) -> None:
         """Size every column to `rows` and write `values` (one row `at`, or whole columns), commit column last."""
         where = slice(None) if at is None else at
-        for name in [n for n in group if n != commit] + [commit]:
+        commit = COMMIT[table]
+        for name, column in self._columns[table].items():
             if name == commit:
                 self._file.flush()
-            column = group[name]
             column.resize(rows, axis=0)
             if rows:
                 column[where] = values.get(name, math.nan)
@@ -176,6 +185,7 @@ class RunLog:
             fsync(self._file)
         else:
             self._file.flush()
+        self._rows[table] = rows
 
     def _guarded(self, write: Callable[[], None]) -> None:
         """Run a write; if it fails (disk full), cut the file off and raise one line. What was committed before
@@ -191,7 +201,7 @@ class RunLog:
         self.close()
         try:
             rewrite(self.path, change=change)
-            self._file = open_for_append(self.path)
+            self._open()
         except OSError as exc:
             raise LogError(f"cannot write log {self.path}: {first_line(exc)}") from None
 
