@@ -5,9 +5,12 @@ each acknowledged trial on stdout so a test can SIGKILL it at any moment."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
+import h5py
 import numpy as np
 
 from pbo.log import RunLog
@@ -86,6 +89,35 @@ def drive(log: RunLog | None, opt: Optimizer, budget: int, workers: int = 2, see
 
 def baseline_result() -> TrialResult:
     return TrialResult(0, {}, np.array([]), TrialState.OK, value=-9.0, metrics={"loss": 9.0}, worker=1)
+
+
+def new_log(path: Path, config: dict = CONFIG, **options) -> RunLog:
+    return RunLog.create(path, config=config, space=SPACE, algorithm=config["algorithm"], seed=config["seed"],
+                         n_workers=2, **options)
+
+
+def finished_run(path: Path, budget: int = 12) -> None:
+    with new_log(path) as log:
+        log.record_result(baseline_result())
+        drive(log, new_optimizer(), budget)
+
+
+def foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["data"] = np.arange(3)
+    damaged = tmp_path / "damaged.h5"
+    finished_run(damaged)
+    with h5py.File(damaged, "a") as handle:
+        del handle["trials/value"]
+    truncated = tmp_path / "truncated.h5"
+    finished_run(truncated)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    return {"text": (text, "is not an HDF5 file"), "foreign": (other, "is not a pbo log"),
+            "damaged": (damaged, "is a damaged pbo log: /trials lacks value"),
+            "truncated": (truncated, "truncated.h5"), "missing": (tmp_path / "none.h5", "no such file")}
 
 
 if __name__ == "__main__":

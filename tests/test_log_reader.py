@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from log_support import CONFIG, SPACE, baseline_result, drive, new_optimizer
+from log_support import CONFIG, SPACE, baseline_result, drive, finished_run, foreign_files, new_optimizer
 from pbo.log import LogError, RunLog, read
 from pbo.log.export import csv_header
 from pbo.optimizers.base import TrialState
@@ -22,12 +22,6 @@ from pbo.trial import TrialResult
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def finished_run(path: Path, budget: int = 12) -> None:
-    with RunLog.create(path, config=CONFIG, space=SPACE, algorithm="lhs", seed=3, n_workers=2) as log:
-        log.record_result(baseline_result())
-        drive(log, new_optimizer(), budget)
 
 
 def test_read_gives_named_arrays_with_text_decoded_and_the_config_parsed(tmp_path):
@@ -117,24 +111,6 @@ def test_show_prints_a_summary(tmp_path):
                          text=True, env=ENV, cwd=ROOT)
     assert out.returncode == 0
     assert "lhs on tests:toy, seed 3, 2 workers" in out.stdout and "13 finished (3 failed, 10 ok)" in out.stdout
-
-
-def foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    text = tmp_path / "notes.h5"
-    text.write_text("not hdf5")
-    other = tmp_path / "other.h5"
-    with h5py.File(other, "w") as handle:
-        handle["data"] = np.arange(3)
-    damaged = tmp_path / "damaged.h5"
-    finished_run(damaged)
-    with h5py.File(damaged, "a") as handle:
-        del handle["trials/value"]
-    truncated = tmp_path / "truncated.h5"
-    finished_run(truncated)
-    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    return {"text": (text, "is not an HDF5 file"), "foreign": (other, "is not a pbo log"),
-            "damaged": (damaged, "is a damaged pbo log: /trials lacks value"),
-            "truncated": (truncated, "truncated.h5"), "missing": (tmp_path / "none.h5", "no such file")}
 
 
 def test_a_file_that_is_not_a_readable_log_gives_one_line(tmp_path):

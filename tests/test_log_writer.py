@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pbo
-from log_support import CONFIG, SPACE, baseline_result, drive, new_optimizer
+from log_support import CONFIG, SPACE, baseline_result, drive, finished_run, new_log, new_optimizer
 from pbo.log import LogError, RunLog, default_path, read
 from pbo.log import storage
 from pbo.log.layout import ERROR_BYTES
@@ -23,16 +23,6 @@ from pbo.optimizers.base import TrialState
 from pbo.trial import TrialResult
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def new_log(path: Path, **kwargs) -> RunLog:
-    return RunLog.create(path, config=CONFIG, space=SPACE, algorithm="lhs", seed=3, n_workers=2, **kwargs)
-
-
-def finished_run(path: Path, budget: int = 12) -> None:
-    with new_log(path) as log:
-        log.record_result(baseline_result())
-        drive(log, new_optimizer(), budget)
 
 
 def test_root_attributes_describe_the_run(tmp_path):
