@@ -82,8 +82,6 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         optimizer = build_optimizer(config, objective)
         redo = resumed.restore(optimizer) if resumed is not None else []
         backend = _backend(config, objective, comm, ranks)
-        if resumed is not None and hasattr(backend, "t0"):
-            backend.t0 = resumed.start_time  # trial times continue on the first run's clock
         log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None))
     except SystemExit as exc:  # --help
         _cancel_workers(comm)

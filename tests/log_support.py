@@ -4,6 +4,7 @@ each acknowledged trial on stdout so a test can SIGKILL it at any moment."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -34,6 +35,14 @@ def toy(params: dict) -> float:
         raise FloatingPointError("loss diverged")
     return (-(math.log10(params["lr"]) + 3) ** 2 - ((params["rank"] - 16) / 16) ** 2
             - (params["dropout"] - 0.1) ** 2 - 0.1 * ["cosine", "linear", "constant"].index(params["scheduler"]))
+
+
+def slow_toy(params: dict) -> float:
+    """toy() taking 50 ms, each evaluation noted as one line of JSON in the file $PBO_LOG_EVALS."""
+    with open(os.environ["PBO_LOG_EVALS"], "a") as out:
+        out.write(json.dumps(params, sort_keys=True) + "\n")
+    time.sleep(0.05)
+    return toy(params)
 
 
 def new_optimizer(config: dict = CONFIG) -> Optimizer:

@@ -28,9 +28,10 @@ def resume_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], ResumeStat
 def open_log(config: dict[str, Any], space: Space, n_workers: int, state: ResumeState | None,
              start_time: float | None = None) -> RunLog | None:
     """The log the run writes: the resumed one, `out`, or a new file under runs/ (simulated runs write none
-    unless `out` is given). Sets `config["out"]` to the file, so the logged settings name it."""
+    unless `out` is given). Sets `config["out"]` to the file, so the logged settings name it. `start_time`
+    is the Unix time the scheduler's clock counts from."""
     if state is not None:
-        return RunLog.reopen(state.path, n_workers=n_workers, config=config)
+        return RunLog.reopen(state.path, n_workers=n_workers, config=config, session_start=start_time)
     if config.get("out") is None:
         if config.get("simulate") is not None:
             return None

@@ -49,6 +49,8 @@ class RunLog:
     def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = path
         self.durable = durable
+        #: Added to recorded times: a resumed session's clock starts later than the log's.
+        self._offset = 0.0
         try:
             self._open()
         except OSError as exc:
@@ -95,26 +97,30 @@ class RunLog:
 
     @classmethod
     def reopen(cls, path: str | Path, *, n_workers: int, config: Mapping[str, Any] | None = None,
-               durable: bool = True) -> "RunLog":
+               session_start: float | None = None, durable: bool = True) -> "RunLog":
         """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped;
-        `config` (the resumed run's settings, e.g. a larger budget) replaces the stored one."""
+        `config` (the resumed run's settings, e.g. a larger budget) replaces the stored one. Times recorded
+        from now on count from `session_start` (Unix time, default now) and are shifted onto the log's clock."""
         path = Path(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
+            start_time = float(handle.attrs["start_time"])
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers)})
         try:
             attrs = {"resumes": json.dumps(resumes), "n_workers": int(n_workers)}
             rewrite(path, attrs=attrs if config is None else {**attrs, "config": to_json(dict(config))})
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
-        return cls(path, durable=durable)
+        log = cls(path, durable=durable)
+        log._offset = (time.time() if session_start is None else session_start) - start_time
+        return log
 
     # ---- recorder protocol (called by the scheduler) -------------------------------------------------------
 
     def record_submit(self, candidate: Candidate, worker: int, t_submit: float) -> None:
         """A candidate was dispatched; flushed (not fsynced) so resume can re-issue it if the run dies."""
         row = {"trial_id": candidate.id, "u": self._vector(candidate.u), "x": self._numbers(candidate.params),
-               "worker": worker, "t_submit": t_submit}
+               "worker": worker, "t_submit": t_submit + self._offset}
         self._append(ASKS, row, sync=False)
 
     def record_result(self, result: TrialResult) -> None:
@@ -131,8 +137,9 @@ class RunLog:
         status = getattr(result.status, "value", result.status)
         row = {"trial_id": result.trial_id, "u": self._vector(result.u), "x": self._numbers(result.params),
                "value": result.value, "status": str(status), "worker": result.worker,
-               "device": encode_text(result.device, 64), "t_submit": result.t_submit, "t_start": result.t_start,
-               "t_end": result.t_end, "error": encode_text(result.error, ERROR_BYTES), **metrics}
+               "device": encode_text(result.device, 64), "t_submit": result.t_submit + self._offset,
+               "t_start": result.t_start + self._offset, "t_end": result.t_end + self._offset,
+               "error": encode_text(result.error, ERROR_BYTES), **metrics}
         self._append(TRIALS, row, sync=self.durable)
 
     def record_tree(self, optimizer: Any) -> None:
