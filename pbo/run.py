@@ -79,7 +79,9 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         objective = build_objective(config, sleep=config.simulate is None)
         if objective.check is not None:
             objective.check()
-        optimizer = build_optimizer(config, objective)
+        # A resumed optimizer is built as it first was (LHS sizes its design by the budget), or replay diverges.
+        first = config if resumed is None else Config({**config, "budget": resumed.config["budget"]})
+        optimizer = build_optimizer(first, objective)
         redo = resumed.restore(optimizer) if resumed is not None else []
         backend = _backend(config, objective, comm, ranks)
         log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None))

@@ -42,7 +42,16 @@ class ResumeState:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The settings the run started with (what the optimizer must be built from for replay)."""
         return self.run.config
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings of the latest session: the first ones updated by what each resume changed."""
+        settings = dict(self.config)
+        for resume in self.run.attrs.get("resumes", []):
+            settings.update(resume.get("settings", {}))
+        return settings
 
     @property
     def n_asked(self) -> int:
@@ -101,8 +110,8 @@ def load_resume(path: str | Path) -> ResumeState:
 
 
 def resume_config(state: ResumeState, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored config updated with the settings given again; refuses changes to FIXED_KEYS in one line."""
-    stored = dict(state.config)
+    """The latest settings updated with those given again; refuses changes to FIXED_KEYS in one line."""
+    stored = state.settings
     stored_space = state.run.attrs["space"]
     changed = []
     for key in FIXED_KEYS:

@@ -31,7 +31,8 @@ def open_log(config: dict[str, Any], space: Space, n_workers: int, state: Resume
     unless `out` is given). Sets `config["out"]` to the file, so the logged settings name it. `start_time`
     is the Unix time the scheduler's clock counts from."""
     if state is not None:
-        return RunLog.reopen(state.path, n_workers=n_workers, config=config, session_start=start_time)
+        changes = {key: value for key, value in config.items() if key != "resume" and state.settings.get(key) != value}
+        return RunLog.reopen(state.path, n_workers=n_workers, changes=changes, session_start=start_time)
     if config.get("out") is None:
         if config.get("simulate") is not None:
             return None

@@ -96,19 +96,20 @@ class RunLog:
         return cls(path, durable=durable)
 
     @classmethod
-    def reopen(cls, path: str | Path, *, n_workers: int, config: Mapping[str, Any] | None = None,
+    def reopen(cls, path: str | Path, *, n_workers: int, changes: Mapping[str, Any] | None = None,
                session_start: float | None = None, durable: bool = True) -> "RunLog":
-        """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped;
-        `config` (the resumed run's settings, e.g. a larger budget) replaces the stored one. Times recorded
-        from now on count from `session_start` (Unix time, default now) and are shifted onto the log's clock."""
+        """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped.
+        The `config` attribute keeps the first settings (the optimizer is rebuilt from them); `changes` (e.g. a
+        larger budget) go into the `resumes` attribute. Times recorded from now on count from `session_start`
+        (Unix time, default now) and are shifted onto the log's clock."""
         path = Path(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
             start_time = float(handle.attrs["start_time"])
-        resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers)})
+        resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers),
+                        "settings": dict(changes or {})})
         try:
-            attrs = {"resumes": json.dumps(resumes), "n_workers": int(n_workers)}
-            rewrite(path, attrs=attrs if config is None else {**attrs, "config": to_json(dict(config))})
+            rewrite(path, attrs={"resumes": to_json(resumes), "n_workers": int(n_workers)})
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
         log = cls(path, durable=durable)
