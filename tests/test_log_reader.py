@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from log_support import CONFIG, SPACE, baseline_result, drive, finished_run, foreign_files, new_optimizer
+from log_support import CONFIG, SPACE, baseline_result, finished_run, foreign_files
 from pbo.log import LogError, RunLog, read
 from pbo.log.export import csv_header
 from pbo.optimizers.base import TrialState
