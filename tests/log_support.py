@@ -63,8 +63,8 @@ def evaluate(cand, worker: int, t: float) -> TrialResult:
 def drive(log: RunLog | None, opt: Optimizer, budget: int, workers: int = 2, seed: int = 0,
           redo: list | None = None, stop_after: int | None = None, on_ack=None) -> list[int]:
     """Run the study to `budget` asks (or until `stop_after` results), as the scheduler would: ask when a
-    worker is free, record the dispatch, record each result before telling the optimizer. Returns the ids
-    evaluated, in the order they finished."""
+    worker is free, record the dispatch, record each result before telling the optimizer, record the tree
+    after. Returns the ids evaluated, in the order they finished."""
     rng = np.random.default_rng(seed)
     queue = list(redo or [])
     asked = len(opt.trials)
@@ -93,6 +93,8 @@ def drive(log: RunLog | None, opt: Optimizer, budget: int, workers: int = 2, see
             opt.tell(cand.id, result.value)
         else:
             opt.tell_failure(cand.id, result.error, result.status)
+        if log is not None:
+            log.record_tree(opt)
         finished.append(cand.id)
 
 

@@ -19,18 +19,25 @@ def interrupted(path, config=CONFIG, workers=2, stop_after=5):
     return opt
 
 
-@pytest.mark.parametrize("algorithm", ["lhs", "random", "soo"])
+@pytest.mark.parametrize("algorithm", ["lhs", "random", "soo", "bamsoo"])
 def test_the_restored_optimizer_is_the_one_that_was_interrupted(tmp_path, algorithm):
-    config = {**CONFIG, "algorithm": algorithm}
-    before = interrupted(tmp_path / "run.h5", config, workers=3)
+    config = {**CONFIG, "algorithm": algorithm, "budget": 40}
+    before = interrupted(tmp_path / "run.h5", config, workers=3, stop_after=25)
     state = load_resume(tmp_path / "run.h5")
     after = new_optimizer(config)
     redo = state.restore(after)
     assert after.state_dict() == before.state_dict()
     assert [c.id for c in redo] == [c.id for c in before.pending()] and len(redo) == 3
-    if algorithm == "soo":
+    if algorithm in ("soo", "bamsoo"):
         for name, column in before.tree_table().items():
             np.testing.assert_array_equal(after.tree_table()[name], column)
+        # /tree is the tree as of the last result (the scheduler records it after each tell)
+        last_result = max(i for i, event in enumerate(state.events) if event["op"] != "ask")
+        then = new_optimizer(config)
+        then.replay(state.events[: last_result + 1])
+        logged = read(tmp_path / "run.h5").tree
+        for name, column in then.tree_table().items():
+            np.testing.assert_array_equal(logged[name], column)
 
 
 def test_in_flight_candidates_are_issued_again_first_and_counted_once(tmp_path):
