@@ -8,20 +8,20 @@ from collections import Counter
 from datetime import datetime
 
 from pbo.log.export import write_csv
-from pbo.log.reader import RunData, read
-from pbo.log.resume import load_resume
+from pbo.log.reader import read
+from pbo.log.resume import ResumeState, load_resume
 from pbo.log.storage import LogError
 
 
-def summary(run: RunData) -> str:
-    attrs = run.attrs
+def summary(state: ResumeState) -> str:
+    run, attrs = state.run, state.run.attrs
     started = datetime.fromtimestamp(float(attrs["start_time"])).isoformat(sep=" ", timespec="seconds")
     counts = Counter(run.trials["status"].tolist())
     lines = [
         f"{run.path}: {attrs['algorithm']} on {attrs.get('objective') or '?'}, seed {attrs['seed']}, "
         f"{attrs['n_workers']} workers, started {started} on {attrs['hostname']} (pbo {attrs['pbo_version']})",
         f"trials: {run.n_trials} finished ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}), "
-        f"{len(load_resume(run.path).in_flight)} in flight; budget {run.config.get('budget', '?')}",
+        f"{len(state.in_flight)} in flight; budget {state.settings.get('budget', '?')}",
     ]
     best = run.best()
     if best is not None:
@@ -47,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--csv", required=True, metavar="OUT.csv", help="CSV file to write")
     args = parser.parse_args(argv)
     try:
-        run = read(args.log)
         if args.command == "show":
-            print(summary(run))
+            print(summary(load_resume(args.log)))
         else:
-            rows = write_csv(run, args.csv)
+            rows = write_csv(read(args.log), args.csv)
             print(f"wrote {rows} trials to {args.csv}")
     except (LogError, OSError) as exc:
         print(f"pbo.log: error: {exc}", file=sys.stderr)

@@ -1,12 +1,12 @@
 """Reading a run log into plain numpy arrays: for users, `analysis/`, export and resume.
 
-`read` opens the file in SWMR read mode, so it works on a finished log, on one a run is still writing
-(each call sees the rows committed so far) and on one whose writer was killed.
+`read` works on a finished log, on one a run is still writing (SWMR: each call sees the rows committed so far)
+and on one whose writer was killed.
 
 Example:
-    >>> run = read("runs/soo-branin-20260101-120000.h5")                          # doctest: +SKIP
-    >>> ok = run.trials["status"] == "ok"
-    >>> run.trials["x"][ok], run.trials["value"][ok], run.config["budget"]         # doctest: +SKIP
+    run = read("runs/soo-branin-20260101-120000.h5")
+    ok = run.trials["status"] == "ok"
+    run.trials["x"][ok], run.trials["value"][ok], run.config["budget"]
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 The log records each dispatch in `/asks` and each result in `/trials`, both stamped with one running `seq`,
 so merging them by `seq` gives the events in the order the optimizer saw them. Replaying those events into a
-fresh optimizer (same config) restores its state exactly; the candidates asked but never finished stay
-pending in it and are issued again first. Finished evaluations are never re-run.
+fresh optimizer built from the run's first settings restores its state exactly; the candidates asked but
+never finished stay pending in it and are issued again first. Finished evaluations are never re-run.
 
 Example:
-    >>> state = load_resume("runs/x.h5")                                           # doctest: +SKIP
-    >>> config = resume_config(state, given={"budget": 80})                        # doctest: +SKIP
-    >>> redo = state.restore(make_optimizer(config["algorithm"], space, ...))      # doctest: +SKIP
+    state = load_resume("runs/x.h5")
+    settings = resume_config(state, given={"budget": 80})   # refuses a changed algorithm, space, ...
+    first = state.config                                    # what the optimizer was built from
+    opt = make_optimizer(first["algorithm"], state.run.space, seed=first["seed"], budget=first["budget"])
+    redo = state.restore(opt)                               # issue these again, then ask for more
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@
 SIGKILL of the master. The file stays in SWMR mode, so other processes can follow it live (see reader.py).
 
 Example:
-    >>> log = RunLog.create("runs/demo.h5", config=config, space=space, algorithm="lhs", seed=0,
-    ...                     n_workers=4)                                            # doctest: +SKIP
-    >>> log.record_submit(candidate, worker=1, t_submit=0.2)                       # doctest: +SKIP
-    >>> log.record_result(result)                                                  # doctest: +SKIP
-    >>> log.close()                                                                # doctest: +SKIP
+    log = RunLog.create("runs/demo.h5", config=config, space=space, algorithm="lhs", seed=0, n_workers=4)
+    log.record_submit(candidate, worker=1, t_submit=0.2)
+    log.record_result(result)
+    log.close()
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ import h5py
 import numpy as np
 
 import pbo
-from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS, TRIALS,
-                            committed_rows, create_column, create_table, encode_text, metric_column, to_json)
+from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS,
+                            TRIALS, committed_rows, create_column, create_table, encode_text, metric_column, to_json)
 from pbo.log.storage import (LogError, check_space, check_writable, detach, first_line, fsync, open_for_append,
                               open_readable, replacing, rewrite)
 from pbo.optimizers.base import Candidate
@@ -51,6 +50,8 @@ class RunLog:
         self.durable = durable
         #: Added to recorded times: a resumed session's clock starts later than the log's.
         self._offset = 0.0
+        #: Set when a write failed and the file was cut off (see `_guarded`).
+        self._detached = False
         try:
             self._open()
         except OSError as exc:
@@ -125,8 +126,8 @@ class RunLog:
         self._append(ASKS, row, sync=False)
 
     def record_result(self, result: TrialResult) -> None:
-        """A trial finished; it is on disk when this returns. Stops the run, with the file closed cleanly, when
-        the disk is nearly full (rather than when a write fails half-way)."""
+        """A trial finished; it is on disk when this returns. Raises LogError, before writing anything, when the
+        disk is nearly full, so a run stops with its file intact rather than when a write fails half-way."""
         check_space(self.path.parent)
         metrics = {metric_column(k): _as_float(v) for k, v in result.metrics.items()}
         new = sorted(set(metrics) - self._metrics)
@@ -158,7 +159,7 @@ class RunLog:
         self._guarded(lambda: self._write_columns(TREE, columns, rows, sync=False))
 
     def close(self) -> None:
-        if self._file.id:
+        if self._file.id and not self._detached:
             try:
                 self._file.close()
             except OSError as exc:
@@ -202,6 +203,7 @@ class RunLog:
             write()
         except (OSError, RuntimeError) as exc:
             detach(self._file)
+            self._detached = True
             raise LogError(f"cannot write log {self.path}: {first_line(exc)}") from None
 
     def _restructure(self, change: Callable[[h5py.File], Any]) -> None:
