@@ -8,6 +8,7 @@ scipy.optimize.direct behind a counting callback; SOO and DIRECT are determinist
     python jobs/bench_optimizers.py --json bench.json              # full: about 30 min on 2 cores
     python jobs/bench_optimizers.py --quick                        # 50 evaluations, 2 seeds: a minute or two
     python jobs/bench_optimizers.py --functions branin --algorithms bamsoo soo direct --seeds 3
+    python jobs/bench_optimizers.py --reuse bench.json --json bench2.json   # run only the jobs bench.json lacks
 """
 
 from __future__ import annotations
@@ -161,6 +162,16 @@ def make_jobs(functions: list[str], algorithms: list[str], seeds: int, budgets: 
     return sorted(jobs, key=lambda j: -COST.get(j.algorithm, 1) * j.budget * FUNCTIONS[j.function].dim)
 
 
+def reused_runs(path: Path, jobs: list[Job]) -> list[RunResult]:
+    """The runs in an earlier JSON output that match one of `jobs` exactly."""
+    try:
+        runs = [RunResult(**run) for run in json.loads(path.read_text())["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"--reuse {path}: not a benchmark JSON file ({exc})")
+    wanted = set(jobs)
+    return [r for r in runs if Job(r.function, r.algorithm, r.seed, r.budget) in wanted]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
@@ -171,6 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="cap on GP-BO's evaluations (its steps grow to seconds near 500; default 100)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the table and every run's trace here")
+    parser.add_argument("--reuse", type=Path, help="take the runs of an earlier --json file instead of rerunning them")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.processes < 1 or args.bo_budget < 1:
         parser.error("--seeds, --processes and --bo-budget must be at least 1")
@@ -182,11 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     budgets = {f: (50 if args.quick else BUDGETS[f]) for f in args.functions}
     seeds = min(args.seeds, 2) if args.quick else args.seeds
     jobs = make_jobs(args.functions, args.algorithms, seeds, budgets, args.bo_budget)
-    start, results = time.perf_counter(), []
+    results = reused_runs(args.reuse, jobs) if args.reuse else []
+    done = {Job(r.function, r.algorithm, r.seed, r.budget) for r in results}
+    jobs = [job for job in jobs if job not in done]
+    start, finished = time.perf_counter(), 0
     with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
         for result in pool.imap_unordered(run_job, jobs):
             results.append(result)
-            print(f"[{time.perf_counter() - start:7.0f}s] {len(results)}/{len(jobs)} {result.function} "
+            finished += 1
+            print(f"[{time.perf_counter() - start:7.0f}s] {finished}/{len(jobs)} {result.function} "
                   f"{result.algorithm} seed {result.seed}: log10 regret "
                   f"{log_regret(result.function, result.best[-1]):.2f} in {result.seconds:.0f}s",
                   file=sys.stderr, flush=True)

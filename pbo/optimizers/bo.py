@@ -19,9 +19,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -33,13 +31,13 @@ from botorch.models.transforms import Standardize
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from scipy.stats import qmc
 
 from pbo.optimizers.base import Optimizer, Proposal
+from pbo.optimizers.lhs import Design
+from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
+from pbo.surrogate import _one_thread
 
-#: Random draws before concluding that a discrete space is exhausted.
-MAX_DRAWS = 1000
 #: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
 MIN_GP_POINTS = 2
 
@@ -70,15 +68,12 @@ class GPBO(Optimizer):
             raise ValueError(f"bo: noise must be positive (or None to fit it), got {noise}")
         self.noise = noise
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
-        self.design = qmc.LatinHypercube(d=space.dim, rng=self.rng).random(n_init)
-        self._cursor = 0
+        self.design = Design(space.dim, n_init, self.rng)
 
     def _ask(self) -> Proposal | None:
-        while self._cursor < len(self.design):
-            u = self.design[self._cursor]
-            self._cursor += 1
-            if self.lookup(u) is None:
-                return Proposal(u, {"phase": "design", "index": self._cursor - 1})
+        nxt = self.design.next(self._is_new)
+        if nxt is not None:
+            return Proposal(nxt[1], {"phase": "design", "index": nxt[0]})
         if self._replay_u is not None:
             return Proposal(self._replay_u, {"phase": "replay"})
         rng = np.random.default_rng([self.seed, self._next_id])
@@ -92,7 +87,7 @@ class GPBO(Optimizer):
                           RuntimeWarning, stacklevel=3)
             return self._random(rng, "fallback")
         for u in ranked:
-            if self.lookup(u) is None:
+            if self._is_new(u):
                 return Proposal(u, {"phase": "gp"})
         # Every local maximizer snapped onto a known point (small integer or categorical space).
         return self._random(rng, "random")
@@ -123,20 +118,8 @@ class GPBO(Optimizer):
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
 
     def _random(self, rng: np.random.Generator, phase: str) -> Proposal | None:
-        for _ in range(MAX_DRAWS):
-            u = rng.random(self.space.dim)
-            if self.lookup(u) is None:
-                return Proposal(u, {"phase": phase})
-        return None
+        u = random_unvisited(rng, self.space.dim, self._is_new)
+        return None if u is None else Proposal(u, {"phase": phase})
 
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: with a few hundred points, thread start-up costs more than it saves, and on a
-    busy node several intra-op threads made each GP step six times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    def _is_new(self, u: np.ndarray) -> bool:
+        return self.lookup(u) is None
