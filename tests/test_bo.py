@@ -39,8 +39,9 @@ def test_design_is_handed_out_first_then_the_gp_takes_over():
     assert opt.ask().meta["phase"] == "gp"
 
 
-def test_gp_steps_converge_on_a_smooth_function():
-    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 12)
+@pytest.mark.parametrize("noise", [None, 1e-6])
+def test_gp_steps_converge_on_a_smooth_function(noise):
+    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, noise=noise, **FAST), 12)
     assert abs(opt.best().candidate.params["x"] - 0.3) < 0.01
 
 
