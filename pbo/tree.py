@@ -73,6 +73,7 @@ class Tree:
         lower, upper = np.zeros(self.dim), np.ones(self.dim)
         self.nodes: list[Node] = [Node(0, -1, 0, lower, upper, (lower + upper) / 2)]
         self._leaves: dict[int, dict[int, None]] = {0: {0: None}}  # depth -> leaf ids (ordered set)
+        self._boxes = {key: np.empty((0, self.dim)) for key in ("lower", "upper", "center")}  # see table()
 
     @property
     def root(self) -> Node:
@@ -143,18 +144,26 @@ class Tree:
         node.value, node.state = float(value), state
 
     def table(self, sign: float = 1.0) -> dict[str, np.ndarray]:
-        """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`."""
-        n = len(self.nodes)
+        """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`.
+
+        Called after every result, so the boxes (fixed once a node exists) are stacked only for new nodes.
+        """
+        nodes, n = self.nodes, len(self.nodes)
+        cached = len(self._boxes["lower"])
+        if cached < n:
+            for key in self._boxes:
+                fresh = np.stack([getattr(x, key) for x in nodes[cached:]])
+                self._boxes[key] = np.concatenate([self._boxes[key], fresh])
+        states = np.empty(n, dtype=object)
+        states[:] = [x.state for x in nodes]
         return {
             "node_id": np.arange(n, dtype=np.int64),
-            "parent": np.array([x.parent for x in self.nodes], dtype=np.int64),
-            "depth": np.array([x.depth for x in self.nodes], dtype=np.int64),
-            "lower": np.array([x.lower for x in self.nodes]).reshape(n, self.dim),
-            "upper": np.array([x.upper for x in self.nodes]).reshape(n, self.dim),
-            "center": np.array([x.center for x in self.nodes]).reshape(n, self.dim),
-            "value": np.array([sign * x.value for x in self.nodes], dtype=float),
-            "state": np.array([x.state for x in self.nodes], dtype=object),
-            "expanded": np.array([x.expanded for x in self.nodes], dtype=bool),
+            "parent": np.fromiter((x.parent for x in nodes), np.int64, n),
+            "depth": np.fromiter((x.depth for x in nodes), np.int64, n),
+            **{key: column.copy() for key, column in self._boxes.items()},
+            "value": sign * np.fromiter((x.value for x in nodes), float, n),
+            "state": states,
+            "expanded": np.fromiter((x.expanded for x in nodes), bool, n),
         }
 
 
