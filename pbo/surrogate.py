@@ -3,8 +3,9 @@
 Hyperparameters are fitted by marginal likelihood (BoTorch SingleTaskGP, double precision, outputs
 standardized) only on a schedule: first when `min_points` points exist, then whenever the data have grown
 by `refit_growth` since the last fit. In between, new points are conditioned on with the hyperparameters
-held fixed, which costs one Cholesky factorization instead of an optimization. Refitting for every new
-point made each step of the original research code take seconds.
+held fixed, which costs one Cholesky factorization instead of an optimization (when points were only
+appended, just the factor's new rows). Refitting for every new point made each step of the original
+research code take seconds.
 
 Results depend only on the data (fits start from the same initial values and any random restarts draw
 from a generator seeded by `seed` and the data size), so a run replayed from its log rebuilds the same
@@ -31,7 +32,8 @@ import torch
 from botorch.exceptions import ModelFittingError as BotorchFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior, get_matern_kernel_with_gamma_prior
+from botorch.models.utils.gpytorch_modules import (get_covar_module_with_dim_scaled_prior,
+                                                   get_matern_kernel_with_gamma_prior)
 from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
