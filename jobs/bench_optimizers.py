@@ -2,7 +2,8 @@
 
 Runs every (function, algorithm, seed) job in a pool of processes and prints, per function and algorithm,
 the median log10 simple regret (optimum - best so far, floored at 1e-12) at 50/100/200/500 evaluations and
-the median optimizer overhead (ms of ask+tell per evaluation, objective time excluded). `direct` is
+the median optimizer overhead (ms of ask+tell per evaluation, objective time excluded: wall clock, and CPU
+time of the process, which a busy shared machine inflates less). `direct` is
 scipy.optimize.direct behind a counting callback; SOO and DIRECT are deterministic and run once.
 
     python jobs/bench_optimizers.py --json bench.json              # full: about 30 min on 2 cores
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import direct
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,8 +58,9 @@ class RunResult:
     budget: int
     evaluations: int
     best: list[float]          # best value after each evaluation
-    overhead_ms: float         # optimizer time per evaluation
+    overhead_ms: float         # optimizer wall time per evaluation
     seconds: float
+    overhead_cpu_ms: float | None = None  # optimizer CPU time per evaluation
 
 
 def run_job(job: Job) -> RunResult:
@@ -68,50 +71,53 @@ def run_job(job: Job) -> RunResult:
     fn = FUNCTIONS[job.function]
     start = time.perf_counter()
     if job.algorithm == "direct":
-        values, overhead = _run_direct(fn, job.budget)
+        values, overhead, cpu = _run_direct(fn, job.budget)
     else:
-        values, overhead = _run_optimizer(fn, job)
+        values, overhead, cpu = _run_optimizer(fn, job)
+    n = max(len(values), 1)
     best = np.maximum.accumulate(values).tolist() if values else []
-    return RunResult(job.function, job.algorithm, job.seed, job.budget, len(values), best,
-                     1000 * overhead / max(len(values), 1), time.perf_counter() - start)
+    return RunResult(job.function, job.algorithm, job.seed, job.budget, len(values), best, 1000 * overhead / n,
+                     time.perf_counter() - start, 1000 * cpu / n)
 
 
-def _run_optimizer(fn, job: Job) -> tuple[list[float], float]:
+def _run_optimizer(fn, job: Job) -> tuple[list[float], float, float]:
+    """Values in evaluation order, and the optimizer's wall and CPU seconds (ask + tell)."""
     opt = make_optimizer(job.algorithm, Space.from_dict(fn.space()), seed=job.seed, budget=job.budget)
-    values, overhead = [], 0.0
+    values, wall, cpu = [], 0.0, 0.0
     while len(values) < job.budget:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         cand = opt.ask()
-        overhead += time.perf_counter() - t
+        wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
         if cand is None:
             break
         value = fn(cand.params)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         opt.tell(cand.id, value)
-        overhead += time.perf_counter() - t
+        wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
         values.append(value)
-    return values, overhead
+    return values, wall, cpu
 
 
-def _run_direct(fn, budget: int) -> tuple[list[float], float]:
-    from scipy.optimize import direct
-
+def _run_direct(fn, budget: int) -> tuple[list[float], float, float]:
+    """Values in evaluation order, and DIRECT's wall and CPU seconds outside the objective."""
     values: list[float] = []
-    in_objective = 0.0
+    in_objective = objective_cpu = 0.0
 
     def negated(u: np.ndarray) -> float:
-        nonlocal in_objective
-        t = time.perf_counter()
+        nonlocal in_objective, objective_cpu
+        t, c = time.perf_counter(), time.process_time()
         value = fn.at_unit(u)
         in_objective += time.perf_counter() - t
+        objective_cpu += time.process_time() - c
         values.append(value)
         return -value
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     direct(negated, [(0.0, 1.0)] * fn.dim, maxfun=budget, maxiter=100 * budget, vol_tol=0.0, len_tol=0.0)
-    total = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t - in_objective, time.process_time() - c - objective_cpu
     kept = values[:budget]
-    return kept, (total - in_objective) * len(kept) / max(len(values), 1)
+    share = len(kept) / max(len(values), 1)
+    return kept, wall * share, cpu * share
 
 
 def log_regret(fn_name: str, best: float) -> float:
@@ -127,7 +133,8 @@ def summarize(results: list[RunResult], budgets: dict[str, int]) -> list[dict]:
             if not runs:
                 continue
             row = {"function": fn_name, "algorithm": algo, "runs": len(runs), "budget": runs[0].budget,
-                   "overhead_ms": float(np.median([r.overhead_ms for r in runs]))}
+                   "overhead_ms": float(np.median([r.overhead_ms for r in runs])),
+                   "overhead_cpu_ms": _median_or_none([r.overhead_cpu_ms for r in runs])}
             for c in CHECKPOINTS:
                 at = [log_regret(fn_name, r.best[min(c, r.evaluations) - 1])
                       for r in runs if c <= r.budget and r.evaluations]
@@ -140,14 +147,20 @@ def summarize(results: list[RunResult], budgets: dict[str, int]) -> list[dict]:
     return rows
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
+
+
 def format_table(rows: list[dict]) -> str:
     head = f"{'function':<11}{'algorithm':<10}{'runs':>5}" + "".join(f"{'@' + str(c):>8}" for c in CHECKPOINTS)
-    lines = [head + f"{'ms/eval':>10}  note", "-" * (len(head) + 18)]
+    lines = [head + f"{'ms/eval':>10}{'cpu ms':>9}  note", "-" * (len(head) + 27)]
     for row in rows:
         cells = "".join(f"{'':>8}" if row[f"regret@{c}"] is None else f"{row[f'regret@{c}']:>8.2f}"
                         for c in CHECKPOINTS)
+        cpu = "" if row["overhead_cpu_ms"] is None else f"{row['overhead_cpu_ms']:.2f}"
         lines.append(f"{row['function']:<11}{row['algorithm']:<10}{row['runs']:>5}{cells}"
-                     f"{row['overhead_ms']:>10.1f}  {row.get('note', '')}")
+                     f"{row['overhead_ms']:>10.2f}{cpu:>9}  {row.get('note', '')}")
     return "\n".join(lines)
 
 
