@@ -14,6 +14,7 @@ scoring tokens/s.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -53,10 +54,10 @@ def bench_train(model, cfg: LLMConfig, device, dtype, seq_len: int, steps: int) 
     n = cfg.batch_size * (steps + 1)
     seqs = [Tokenized(list(rng.integers(4, 60, size=seq_len)), seq_len // 4) for _ in range(n)]
     model = add_lora(model, cfg)
-    train(model, seqs[:cfg.batch_size], LLMConfig(**{**cfg.__dict__, "max_steps": 1}), device, 0, dtype)  # warm-up
+    train(model, seqs[:cfg.batch_size], replace(cfg, max_steps=1), device, 0, dtype)  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    stats = train(model, seqs, LLMConfig(**{**cfg.__dict__, "max_steps": steps}), device, 0, dtype)
+    stats = train(model, seqs, replace(cfg, max_steps=steps), device, 0, dtype)
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"tokens_per_s": stats.tokens_per_second, "seconds": stats.seconds, "memory_gib": memory,
             "model": model}
