@@ -54,7 +54,7 @@ def main() -> None:
     study = yaml.safe_load(args.study.read_text())
     objective = resolve_objective("llm", study["objective_options"])
     space = Space.from_dict(study["space"])
-    tasks = [k for k in objective.function.args[0].objective_weights]
+    tasks = [f"{task}/acc" for task in study["objective_options"]["tasks"]]
     print("| " + " | ".join(["params", objective.key, *tasks, "train s", "eval s"]) + " |")
     if not args.no_baseline:
         m = objective.baseline()

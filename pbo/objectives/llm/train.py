@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from pbo.objectives.llm.config import LLMConfig
-from pbo.objectives.llm.data import IGNORE, Batch, Tokenized, micro_batches
+from pbo.objectives.llm.data import IGNORE, Batch, Tokenized, collate, micro_batches
 
 
-PROBES = 10  # divergence checks per run
+PROBES = 5  # divergence checks per run
+PROBE_BATCHES = 4  # micro-batches in the fixed sample those checks score
 
 
 class TrialFailed(RuntimeError):
@@ -72,8 +73,8 @@ def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.d
     model.train()
     tokens = pad = 0
     first = last = math.nan
-    # Divergence is judged on one fixed batch: batches of similar length differ too much in loss.
-    probe = next(batches)
+    # Divergence is judged on a fixed random sample: length-grouped batches differ too much in loss.
+    probe = _probe_batches(seqs, cfg, pad_id)
     limit = cfg.divergence_factor * _probe_loss(model, probe, device, autocast_dtype)
     check_every = max(1, steps // PROBES)
     start = time.perf_counter()
@@ -100,7 +101,7 @@ def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.d
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % check_every == 0 and _probe_loss(model, probe, device, autocast_dtype) > limit:
-            raise TrialFailed(f"loss diverged by step {step + 1} of {steps}: a fixed batch's loss rose above "
+            raise TrialFailed(f"loss diverged by step {step + 1} of {steps}: the loss of a fixed sample rose above "
                               f"{cfg.divergence_factor:g} x its start {limit / cfg.divergence_factor:.3g}")
         if on_step is not None:
             on_step(step, loss_sum)
@@ -111,12 +112,21 @@ def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.d
     return TrainStats(steps, seconds, tokens, pad / max(1, tokens + pad), first, last)
 
 
-def _probe_loss(model: Any, batch: Batch, device: torch.device, autocast_dtype: torch.dtype) -> float:
-    """Mean response-token loss of `batch` without dropout or gradients; inf when not finite."""
+def _probe_batches(seqs: Sequence[Tokenized], cfg: LLMConfig, pad_id: int) -> list[Batch]:
+    """A random sample of the data, drawn apart from the training order so that training sees the same batches."""
+    rng = np.random.default_rng(cfg.seed + 1)
+    idx = rng.choice(len(seqs), size=min(len(seqs), PROBE_BATCHES * cfg.micro_batch_size), replace=False)
+    return [collate([seqs[i] for i in idx[k:k + cfg.micro_batch_size]], pad_id)
+            for k in range(0, len(idx), cfg.micro_batch_size)]
+
+
+def _probe_loss(model: Any, probe: list[Batch], device: torch.device, autocast_dtype: torch.dtype) -> float:
+    """Mean response-token loss of the probe sample without dropout or gradients; inf when not finite."""
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-        loss = float(_summed_loss(model, batch, device)) / max(1, batch.n_targets)
+        total = sum(float(_summed_loss(model, batch, device)) for batch in probe)
     model.train()
+    loss = total / max(1, sum(batch.n_targets for batch in probe))
     return loss if math.isfinite(loss) else math.inf
 
 
