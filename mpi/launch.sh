@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# Shared body of the OAR and SLURM job scripts: build the hostfile (master + one worker rank per GPU slot),
+# start `mpirun ... python -m pbo.run`, resume the same log when the job is started again, and on the batch
+# system's "walltime is near" signal stop the master cleanly and ask to be resubmitted.
+#
+# A job script sets PBO_BATCH (oar | slurm), PBO_STUDY (a name for the log) and PBO_CONFIG, sources this file
+# and calls `pbo_job_main "$@"`. Everything else comes from the environment (defaults in brackets):
+#   PBO_ROOT           repository root                     [the job's submit directory]
+#   PBO_PYTHON         python with pbo installed            [$PBO_ROOT/.venv/bin/python, else python3]
+#   PBO_MPIRUN         mpirun                               [next to PBO_PYTHON, else on PATH]
+#   PBO_MPI_FLAVOR     openmpi | mpich                      [from `mpirun --version`]
+#   PBO_GPUS_PER_NODE  GPUs on each node                    [`nvidia-smi -L` on the first node, else 1]
+#   PBO_GPUS_PER_WORKER GPUs per trial                      [1]
+#   PBO_ALGORITHM, PBO_SEED, PBO_BUDGET   override the config's keys       [unset: the config decides]
+#   PBO_LOG            the HDF5 log; resumed when it exists [$PBO_ROOT/runs/<study>[-<algorithm>][-s<seed>].h5]
+#   PBO_LAUNCHER_ARGS  mpirun options to reach other nodes  [OAR: oarsh; SLURM: none]
+#   PBO_MPIRUN_ARGS    extra mpirun options                 [none]
+#   PBO_RUN_ARGS       extra `pbo.run` flags                [none]
+#   PBO_SMOKE          1: run mpi/hello.py first on the same ranks (prints the GPU binding)  [1]
+# `--dry-run` prints the hostfile and the command lines instead of running them.
+
+PBO_RESUBMIT_EXIT=99 # OAR resubmits an idempotent job that exits with 99
+
+_pbo_die() {
+  echo "pbo job: $*" >&2
+  exit 2
+}
+
+# Sets HOSTS_ARGS: where mpi/hostfile.py reads this job's nodes.
+_pbo_hosts_args() {
+  case "$PBO_BATCH" in
+    oar)
+      [[ -n "${OAR_NODEFILE:-}" ]] || _pbo_die "OAR_NODEFILE is not set (not inside an OAR job?)"
+      HOSTS_ARGS=(--oar-nodefile "$OAR_NODEFILE")
+      ;;
+    slurm)
+      [[ -n "${SLURM_JOB_NODELIST:-}" ]] || _pbo_die "SLURM_JOB_NODELIST is not set (not inside a SLURM job?)"
+      HOSTS_ARGS=(--slurm-nodelist "$SLURM_JOB_NODELIST")
+      ;;
+    *) _pbo_die "PBO_BATCH must be oar or slurm, got '${PBO_BATCH:-}'" ;;
+  esac
+}
+
+_pbo_settings() {
+  PBO_ROOT=${PBO_ROOT:-${SLURM_SUBMIT_DIR:-${OAR_WORKDIR:-$PWD}}}
+  [[ -f "$PBO_ROOT/pbo/run.py" || -f "$PBO_ROOT/mpi/hostfile.py" ]] ||
+    _pbo_die "PBO_ROOT=$PBO_ROOT is not the pbo repository (submit from its root or set PBO_ROOT)"
+  if [[ -z "${PBO_PYTHON:-}" ]]; then
+    if [[ -x "$PBO_ROOT/.venv/bin/python" ]]; then PBO_PYTHON=$PBO_ROOT/.venv/bin/python; else PBO_PYTHON=python3; fi
+  fi
+  if [[ -z "${PBO_MPIRUN:-}" ]]; then
+    PBO_MPIRUN=$(dirname "$(command -v "$PBO_PYTHON")")/mpirun
+    [[ -x "$PBO_MPIRUN" ]] || PBO_MPIRUN=mpirun
+  fi
+  if [[ -z "${PBO_MPI_FLAVOR:-}" ]]; then
+    if "$PBO_MPIRUN" --version 2>&1 | grep -qi "open mpi\|open-rte\|openrte"; then PBO_MPI_FLAVOR=openmpi; else PBO_MPI_FLAVOR=mpich; fi
+  fi
+  if [[ -z "${PBO_GPUS_PER_NODE:-}" ]]; then
+    PBO_GPUS_PER_NODE=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') || true
+    [[ "${PBO_GPUS_PER_NODE:-0}" -ge 1 ]] || PBO_GPUS_PER_NODE=1
+  fi
+  PBO_GPUS_PER_WORKER=${PBO_GPUS_PER_WORKER:-1}
+  [[ -f "$PBO_ROOT/$PBO_CONFIG" || -f "$PBO_CONFIG" ]] || _pbo_die "study config $PBO_CONFIG not found (set PBO_CONFIG)"
+  [[ -f "$PBO_CONFIG" ]] || PBO_CONFIG=$PBO_ROOT/$PBO_CONFIG
+  if [[ -z "${PBO_LOG:-}" ]]; then
+    PBO_LOG=$PBO_ROOT/runs/$PBO_STUDY${PBO_ALGORITHM:+-$PBO_ALGORITHM}${PBO_SEED:+-s$PBO_SEED}.h5
+  fi
+  if [[ -z "${PBO_LAUNCHER_ARGS+set}" ]]; then
+    PBO_LAUNCHER_ARGS=""
+    if [[ "$PBO_BATCH" == oar ]]; then
+      # Grid5000: reach the other nodes of the job through oarsh (plain ssh is refused there).
+      if [[ "$PBO_MPI_FLAVOR" == openmpi ]]; then PBO_LAUNCHER_ARGS="--mca plm_rsh_agent oarsh"
+      else PBO_LAUNCHER_ARGS="-launcher ssh -launcher-exec oarsh"; fi
+    fi
+  fi
+  PBO_SMOKE=${PBO_SMOKE:-1}
+}
+
+# Fills the arrays MPI_CMD (mpirun and its options) and RUN_CMD (python -m pbo.run ...).
+_pbo_commands() {
+  local hostfile=$1 np=$2
+  local -a launcher extra run_extra
+  read -r -a launcher <<<"$PBO_LAUNCHER_ARGS"
+  read -r -a extra <<<"${PBO_MPIRUN_ARGS:-}"
+  read -r -a run_extra <<<"${PBO_RUN_ARGS:-}"
+  if [[ "$PBO_MPI_FLAVOR" == openmpi ]]; then
+    MPI_CMD=("$PBO_MPIRUN" -np "$np" --hostfile "$hostfile" -x PYTHONPATH -x PATH)
+  else
+    MPI_CMD=("$PBO_MPIRUN" -np "$np" -f "$hostfile")
+  fi
+  MPI_CMD+=("${launcher[@]}" "${extra[@]}")
+  RUN_CMD=("$PBO_PYTHON" -m pbo.run --config "$PBO_CONFIG")
+  [[ -n "${PBO_ALGORITHM:-}" ]] && RUN_CMD+=(--algorithm "$PBO_ALGORITHM")
+  [[ -n "${PBO_SEED:-}" ]] && RUN_CMD+=(--seed "$PBO_SEED")
+  [[ -n "${PBO_BUDGET:-}" ]] && RUN_CMD+=(--budget "$PBO_BUDGET")
+  [[ "$PBO_GPUS_PER_WORKER" != 1 ]] && RUN_CMD+=(--gpus-per-worker "$PBO_GPUS_PER_WORKER")
+  if [[ -e "$PBO_LOG" ]]; then RUN_CMD+=(--resume "$PBO_LOG"); else RUN_CMD+=(--out "$PBO_LOG"); fi
+  RUN_CMD+=("${run_extra[@]}")
+}
+
+# $1: resubmit (the walltime is near) or stop (the job was cancelled). Either way mpirun gets SIGTERM, so
+# the master records what has finished and exits; the log resumes when the job starts again.
+_pbo_on_signal() {
+  [[ "$1" == resubmit ]] && _PBO_RESUBMIT=1
+  echo "pbo job: $1 signal: stopping the master; $PBO_LOG resumes when this job runs again" >&2
+  [[ -n "${_PBO_CHILD:-}" ]] && kill -TERM "$_PBO_CHILD" 2>/dev/null
+}
+
+# Runs "$@" in the background so that the walltime trap can forward SIGTERM to it, and waits for it to end.
+_pbo_run_forwarding() {
+  local rc
+  "$@" &
+  _PBO_CHILD=$!
+  while :; do
+    wait "$_PBO_CHILD"
+    rc=$?
+    # A trapped signal interrupts `wait`; keep waiting while mpirun stops the run.
+    if [[ $rc -gt 128 ]] && kill -0 "$_PBO_CHILD" 2>/dev/null; then continue; fi
+    return "$rc"
+  done
+}
+
+_pbo_resubmit() {
+  case "$PBO_BATCH" in
+    oar) exit "$PBO_RESUBMIT_EXIT" ;;
+    slurm)
+      scontrol requeue "$SLURM_JOB_ID" || _pbo_die "could not requeue job $SLURM_JOB_ID; resume with: sbatch $0"
+      exit 0
+      ;;
+  esac
+}
+
+pbo_job_main() {
+  local dry_run=0
+  case "${1:-}" in
+    --dry-run) dry_run=1 ;;
+    "") ;;
+    *) _pbo_die "unknown argument '$1' (the only one is --dry-run)" ;;
+  esac
+  _pbo_settings
+  _pbo_hosts_args
+  local hostfile=${PBO_LOG%.h5}.hosts written np
+  if ((dry_run)); then
+    written=$(mktemp)
+  else
+    mkdir -p "$(dirname "$PBO_LOG")" || _pbo_die "cannot create the log folder $(dirname "$PBO_LOG")"
+    written=$hostfile
+  fi
+  np=$("$PBO_PYTHON" "$PBO_ROOT/mpi/hostfile.py" "${HOSTS_ARGS[@]}" --gpus-per-node "$PBO_GPUS_PER_NODE" \
+    --gpus-per-worker "$PBO_GPUS_PER_WORKER" --flavor "$PBO_MPI_FLAVOR" --out "$written") || exit 2
+  _pbo_commands "$hostfile" "$np"
+  export PYTHONPATH=$PBO_ROOT${PYTHONPATH:+:$PYTHONPATH}
+  cd "$PBO_ROOT" || _pbo_die "cannot enter $PBO_ROOT"
+  if ((dry_run)); then
+    echo "# hostfile $hostfile ($np ranks: 1 master + $((np - 1)) workers)"
+    cat "$written"
+    rm -f "$written"
+    if [[ "$PBO_SMOKE" == 1 ]]; then echo "# smoke test"; echo "${MPI_CMD[*]} $PBO_PYTHON mpi/hello.py"; fi
+    echo "# study"
+    echo "${MPI_CMD[*]} ${RUN_CMD[*]}"
+    return 0
+  fi
+  echo "pbo job: $PBO_STUDY on $np ranks, log $PBO_LOG" >&2
+  if [[ "$PBO_SMOKE" == 1 ]]; then
+    "${MPI_CMD[@]}" "$PBO_PYTHON" mpi/hello.py || _pbo_die "the MPI smoke test (mpi/hello.py) failed"
+  fi
+  trap '_pbo_on_signal resubmit' USR1 USR2
+  trap '_pbo_on_signal stop' TERM INT
+  _pbo_run_forwarding "${MPI_CMD[@]}" "${RUN_CMD[@]}"
+  local rc=$?
+  if [[ -n "${_PBO_RESUBMIT:-}" ]]; then _pbo_resubmit; fi
+  return "$rc"
+}

@@ -1,0 +1,97 @@
+"""OAR and SLURM job scripts: syntax, and the hostfile and mpirun lines their dry runs print for 2 nodes x 4 GPUs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "jobs").glob("*/*.sh")) + [ROOT / "mpi" / "launch.sh"]
+JOBS = [p for p in SCRIPTS if p.parent.name in ("oar", "slurm")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_parses_with_bash_n(script):
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def dry_run(script, tmp_path, **env):
+    config = tmp_path / "study.yaml"
+    config.write_text("budget: 4\n")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PBO_", "OAR_", "SLURM_"))}
+    full_env.update(PBO_ROOT=str(ROOT), PBO_PYTHON=sys.executable, PBO_CONFIG=str(config), PBO_GPUS_PER_NODE="4",
+                    PBO_LOG=str(tmp_path / "runs" / "study.h5"))
+    full_env.update(env)
+    return subprocess.run(["bash", str(ROOT / script), "--dry-run"], env=full_env, capture_output=True, text=True,
+                          cwd=tmp_path)
+
+
+def oar_nodefile(tmp_path):
+    nodefile = tmp_path / "OAR_NODEFILE"
+    nodefile.write_text("chuc-1\n" * 4 + "chuc-2\n" * 4)
+    return str(nodefile)
+
+
+def test_oar_dry_run_prints_hostfile_and_mpirun_line_for_2_nodes_of_4_gpus(tmp_path):
+    result = dry_run("jobs/oar/reference.sh", tmp_path, OAR_NODEFILE=oar_nodefile(tmp_path), PBO_MPI_FLAVOR="openmpi",
+                     PBO_ALGORITHM="soo", PBO_SEED="3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    hosts = tmp_path / "runs" / "study.hosts"
+    assert lines[:3] == [f"# hostfile {hosts} (9 ranks: 1 master + 8 workers)", "chuc-1 slots=5", "chuc-2 slots=4"]
+    assert lines[-1] == (
+        f"{Path(sys.executable).parent / 'mpirun'} -np 9 --hostfile {hosts} -x PYTHONPATH -x PATH "
+        f"--mca plm_rsh_agent oarsh {sys.executable} -m pbo.run --config {tmp_path / 'study.yaml'} "
+        f"--algorithm soo --seed 3 --out {tmp_path / 'runs' / 'study.h5'}")
+    assert not hosts.exists(), "a dry run writes nothing"
+
+
+def test_slurm_dry_run_prints_hostfile_and_mpirun_line_for_2_nodes_of_4_gpus(tmp_path):
+    result = dry_run("jobs/slurm/reference.sh", tmp_path, SLURM_JOB_NODELIST="gpu[07-08]", PBO_MPI_FLAVOR="mpich",
+                     PBO_MPIRUN="mpirun")
+    assert result.returncode == 0, result.stderr
+    hosts = tmp_path / "runs" / "study.hosts"
+    assert result.stdout.splitlines()[1:3] == ["gpu07:5", "gpu08:4"]
+    assert result.stdout.splitlines()[-1] == (
+        f"mpirun -np 9 -f {hosts} {sys.executable} -m pbo.run --config {tmp_path / 'study.yaml'} "
+        f"--out {tmp_path / 'runs' / 'study.h5'}")
+
+
+def test_smoke_test_runs_on_the_same_ranks_before_the_study(tmp_path):
+    result = dry_run("jobs/slurm/tiny.sh", tmp_path, SLURM_JOB_NODELIST="gpu[07-08]", PBO_MPIRUN="mpirun",
+                     PBO_MPI_FLAVOR="mpich")
+    lines = result.stdout.splitlines()
+    assert lines[lines.index("# smoke test") + 1] == f"mpirun -np 9 -f {tmp_path / 'runs' / 'study.hosts'} " \
+                                                     f"{sys.executable} mpi/hello.py"
+
+
+@pytest.mark.parametrize("script", JOBS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_an_existing_log_is_resumed_not_overwritten(script, tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "study.h5").write_bytes(b"")
+    result = dry_run(script, tmp_path, OAR_NODEFILE=oar_nodefile(tmp_path), SLURM_JOB_NODELIST="gpu[1-2]",
+                     PBO_MPI_FLAVOR="mpich")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith(f"--resume {tmp_path / 'runs' / 'study.h5'}")
+
+
+def test_two_gpus_per_trial_halve_the_workers_and_reach_pbo_run(tmp_path):
+    result = dry_run("jobs/oar/tiny.sh", tmp_path, OAR_NODEFILE=oar_nodefile(tmp_path), PBO_MPI_FLAVOR="mpich",
+                     PBO_GPUS_PER_WORKER="2")
+    assert result.stdout.splitlines()[1:3] == ["chuc-1:3", "chuc-2:2"]
+    assert "--gpus-per-worker 2" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("script, env, message", [
+    ("jobs/oar/tiny.sh", {}, "OAR_NODEFILE is not set"),
+    ("jobs/slurm/tiny.sh", {}, "SLURM_JOB_NODELIST is not set"),
+    ("jobs/oar/tiny.sh", {"OAR_NODEFILE": "/nonexistent/nodes"}, "cannot read the OAR node file"),
+    ("jobs/oar/tiny.sh", {"PBO_CONFIG": "/nonexistent.yaml", "OAR_NODEFILE": "x"}, "study config /nonexistent.yaml"),
+])
+def test_a_job_outside_its_batch_system_fails_with_one_line(script, env, message, tmp_path):
+    result = dry_run(script, tmp_path, PBO_MPI_FLAVOR="mpich", **env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
