@@ -1,0 +1,154 @@
+"""One optimization run as the figures see it, and the quantities every figure and table derives from it.
+
+A `Run` is plain arrays (one entry per finished trial, in the order trials finished) plus what the log's
+attributes say about the study. `load_run` builds it from an HDF5 log through `pbo.log.read`, so it works on
+finished logs and on live ones still being written; tests and notebooks can also build one by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pbo.space import Space
+
+OK, FAILED, TIMEOUT = "ok", "failed", "timeout"
+
+
+class AnalysisError(ValueError):
+    """A log the analysis cannot use; the message names the file and the problem in one line."""
+
+
+@dataclass
+class Run:
+    """A run's trials as arrays of equal length: `trial_id`, `u` and `x` (n x d), `value`, `status`, `worker`,
+    `t_submit`, `t_start`, `t_end` (seconds), `error`, plus one array per metric in `metrics`.
+
+    Trial 0, when present, is the objective's baseline (e.g. the untuned LLM): it is not an optimizer trial,
+    so `trials` excludes it and `baseline` holds its metrics.
+    """
+
+    name: str
+    algorithm: str
+    space: Space
+    trials: dict[str, np.ndarray]
+    seed: int = 0
+    objective: str = ""
+    minimize: bool = False
+    n_workers: int = 0
+    gpus_per_worker: int = 1
+    optimum: float | None = None
+    metrics: list[str] = field(default_factory=list)
+    baseline: dict[str, float] | None = None
+    tree: dict[str, np.ndarray] | None = None
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        lengths = {key: len(col) for key, col in self.trials.items()}
+        if len(set(lengths.values())) > 1:
+            raise AnalysisError(f"{self.name}: trial columns differ in length {lengths}")
+        self.trials.setdefault("status", np.full(len(self), OK))
+        if not self.n_workers:
+            self.n_workers = len(set(self.trials.get("worker", np.zeros(len(self), int)).tolist())) or 1
+
+    def __len__(self) -> int:
+        return len(self.trials["value"])
+
+    @property
+    def ok(self) -> np.ndarray:
+        return (self.trials["status"] == OK) & np.isfinite(self.trials["value"])
+
+    def score(self, values: np.ndarray) -> np.ndarray:
+        """Values turned so that larger is better (the objective may be minimized)."""
+        return -values if self.minimize else values
+
+    def best_so_far(self) -> np.ndarray:
+        """After each finished trial, the best value among the OK ones so far (NaN before the first)."""
+        score = np.where(self.ok, self.score(self.trials["value"]), -np.inf)
+        best = np.maximum.accumulate(score) if len(score) else score
+        return self.score(np.where(np.isfinite(best), best, np.nan))
+
+    def best_index(self) -> int | None:
+        if not self.ok.any():
+            return None
+        score = np.where(self.ok, self.score(self.trials["value"]), -np.inf)
+        return int(np.argmax(score))
+
+    def best_params(self) -> dict[str, Any]:
+        i = self.best_index()
+        return {} if i is None else self.space.from_unit(np.clip(self.trials["u"][i], 0.0, 1.0))
+
+    def reached(self, threshold: float) -> tuple[int | None, float | None]:
+        """Evaluations and seconds after which the best value first reaches `threshold` (None when never)."""
+        best = self.score(self.best_so_far())
+        hit = np.flatnonzero(best >= self.score(np.float64(threshold)) - 1e-12 * max(1.0, abs(threshold)))
+        if not len(hit):
+            return None, None
+        return int(hit[0]) + 1, float(self.trials["t_end"][hit[0]])
+
+    def busy_seconds(self) -> float:
+        span = self.trials["t_end"] - self.trials["t_start"]
+        return float(np.nansum(np.where(span > 0, span, 0.0)))
+
+    def makespan(self) -> float:
+        ends = self.trials["t_end"]
+        return float(np.nanmax(ends)) if len(ends) and np.isfinite(ends).any() else 0.0
+
+    def utilization(self) -> float:
+        """Busy worker time over the workers' available time (workers x makespan)."""
+        span = self.makespan()
+        return self.busy_seconds() / (self.n_workers * span) if span > 0 else math.nan
+
+    def gpu_hours(self) -> float:
+        """GPU time trials held, in hours (0 when every trial ran on the CPU)."""
+        devices = self.trials.get("device")
+        if devices is None or not any(str(d).startswith("cuda") for d in devices):
+            return 0.0
+        return self.busy_seconds() * self.gpus_per_worker / 3600.0
+
+    def count(self, status: str) -> int:
+        return int(np.sum(self.trials["status"] == status))
+
+
+def load_run(path: str | Path) -> Run:
+    """Read an HDF5 log written by pbo (finished, live or left by a killed run) into a `Run`."""
+    from pbo.log import read  # imported here so that figures work on hand-built runs without h5py
+
+    try:
+        data = read(path)
+    except Exception as exc:  # the log layer names the problem; keep it to one line
+        raise AnalysisError(f"{path}: not a readable pbo log ({str(exc).splitlines()[0] if str(exc) else exc})") \
+            from None
+    return run_from_log(data, Path(path))
+
+
+def run_from_log(data: Any, path: Path) -> Run:
+    attrs = data.attrs
+    config = attrs.get("config") or {}
+    space = attrs.get("space")
+    space = space if isinstance(space, Space) else Space.from_dict(space)
+    trials = {key: np.asarray(col) for key, col in data.trials.items()}
+    baseline = None
+    if len(trials.get("trial_id", ())) and (trials["trial_id"] == 0).any():
+        i = int(np.flatnonzero(trials["trial_id"] == 0)[0])
+        baseline = {m: float(trials[m][i]) for m in data.metrics if np.isfinite(trials[m][i])}
+        keep = trials["trial_id"] != 0
+        trials = {key: col[keep] for key, col in trials.items()}
+    objective = str(config.get("objective", ""))
+    return Run(
+        name=path.stem, algorithm=str(attrs.get("algorithm", config.get("algorithm", "?"))), space=space,
+        trials=trials, seed=int(attrs.get("seed", config.get("seed", 0))), objective=objective,
+        minimize=bool(config.get("minimize", False)), n_workers=int(attrs.get("n_workers", 0) or 0),
+        gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=_known_optimum(objective),
+        metrics=list(data.metrics), baseline=baseline, tree=data.tree, path=str(path))
+
+
+def _known_optimum(objective: str) -> float | None:
+    from pbo.objectives.synthetic import FUNCTIONS
+
+    function = FUNCTIONS.get(objective)
+    return None if function is None else float(function.optimum)
