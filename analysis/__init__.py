@@ -11,9 +11,11 @@ from analysis.effects import plot_effects, plot_parallel_coordinates
 from analysis.partition import plot_depths, plot_partition, state_counts
 from analysis.report import write_report
 from analysis.runs import AnalysisError, Run, load_run
+from analysis.scaling import plot_scaling, scaling_markdown, scaling_points
 from analysis.tables import comparison_markdown, metrics_markdown
 from analysis.timeline import plot_gantt, plot_timeline, plot_utilization
 
 __all__ = ["AnalysisError", "Run", "comparison_markdown", "load_run", "metrics_markdown", "plot_convergence",
            "plot_depths", "plot_effects", "plot_gantt", "plot_parallel_coordinates", "plot_partition",
-           "plot_timeline", "plot_utilization", "state_counts", "write_report"]
+           "plot_scaling", "plot_timeline", "plot_utilization", "scaling_markdown", "scaling_points", "state_counts",
+           "write_report"]

@@ -7,6 +7,7 @@ from analysis import (Run, comparison_markdown, metrics_markdown, plot_convergen
                       plot_parallel_coordinates, plot_partition, plot_timeline, state_counts, write_report)
 from analysis.convergence import curve
 from analysis.report import problem
+from analysis.scaling import plot_scaling, scaling_markdown, scaling_points
 from analysis.timeline import busy_workers
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space
@@ -192,3 +193,21 @@ def test_report_embeds_every_figure_and_names_every_run(tmp_path):
     for image in images:
         assert (tmp_path / "report" / image).stat().st_size > 5000
     assert "ValueError: bad parameters" in report and "## Task metrics" in report
+
+
+def test_strong_scaling_speedup_is_relative_to_one_worker(tmp_path):
+    runs = [make_run("random", 0, n=24, workers=w, name=f"random-W{w}") for w in (1, 2, 4)]
+    points = scaling_points(runs, "strong")
+    assert [p.workers for p in points] == [1, 2, 4]
+    assert points[0].speedup == pytest.approx(1.0)
+    assert points[2].speedup == pytest.approx(runs[0].makespan() / runs[2].makespan())
+    assert 3.0 < points[2].speedup <= 4.0 and points[2].efficiency == pytest.approx(points[2].speedup / 4)
+    assert "| random | 4 | 24 |" in scaling_markdown(points)
+    assert saved(plot_scaling(runs, "strong"), tmp_path) > 5000
+
+
+def test_weak_scaling_efficiency_is_time_ratio_with_budget_growing_with_w():
+    runs = [make_run("lhs", 0, n=8 * w, workers=w) for w in (1, 4)]
+    weak = scaling_points(runs, "weak")
+    assert weak[1].efficiency == pytest.approx(runs[0].makespan() / runs[1].makespan())
+    assert weak[1].speedup == pytest.approx(4 * weak[1].efficiency)
