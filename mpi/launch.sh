@@ -4,7 +4,9 @@
 # system's "walltime is near" signal stop the master cleanly and ask to be resubmitted.
 #
 # A job script sets PBO_BATCH (oar | slurm), PBO_STUDY (a name for the log) and PBO_CONFIG, sources this file
-# and calls `pbo_job_main "$@"`. Everything else comes from the environment (defaults in brackets):
+# and calls `pbo_job_main "$@"`; with PBO_DRIVER=scaling it runs jobs/scaling/scaling.py on the job's ranks
+# (W = 1, 2, 4, ... up to all of them) instead of one study. Everything else comes from the environment
+# (defaults in brackets):
 #   PBO_ROOT           repository root                     [the job's submit directory]
 #   PBO_PYTHON         python with pbo installed            [$PBO_ROOT/.venv/bin/python, else python3]
 #   PBO_MPIRUN         mpirun                               [next to PBO_PYTHON, else on PATH]
@@ -17,6 +19,8 @@
 #   PBO_MPIRUN_ARGS    extra mpirun options                 [none]
 #   PBO_RUN_ARGS       extra `pbo.run` flags                [none]
 #   PBO_SMOKE          1: run mpi/hello.py first on the same ranks (prints the GPU binding)  [1]
+#   scaling only: PBO_SCALING_MODE strong|weak [strong], PBO_SCALING_WORKERS [1,2,4,...,all],
+#                 PBO_OUT the driver's folder [$PBO_ROOT/runs/<study>], PBO_BUDGET [32], PBO_ALGORITHM [random,lhs]
 # `--dry-run` prints the hostfile and the command lines instead of running them.
 
 PBO_RESUBMIT_EXIT=99 # OAR resubmits an idempotent job that exits with 99
@@ -60,11 +64,12 @@ _pbo_settings() {
     [[ "${PBO_GPUS_PER_NODE:-0}" -ge 1 ]] || PBO_GPUS_PER_NODE=1
   fi
   PBO_GPUS_PER_WORKER=${PBO_GPUS_PER_WORKER:-1}
-  [[ -f "$PBO_ROOT/$PBO_CONFIG" || -f "$PBO_CONFIG" ]] || _pbo_die "study config $PBO_CONFIG not found (set PBO_CONFIG)"
-  [[ -f "$PBO_CONFIG" ]] || PBO_CONFIG=$PBO_ROOT/$PBO_CONFIG
+  [[ "$PBO_CONFIG" != /* && -f "$PBO_ROOT/$PBO_CONFIG" ]] && PBO_CONFIG=$PBO_ROOT/$PBO_CONFIG
+  [[ -f "$PBO_CONFIG" ]] || _pbo_die "study config $PBO_CONFIG not found (set PBO_CONFIG)"
   if [[ -z "${PBO_LOG:-}" ]]; then
     PBO_LOG=$PBO_ROOT/runs/$PBO_STUDY${PBO_ALGORITHM:+-$PBO_ALGORITHM}${PBO_SEED:+-s$PBO_SEED}.h5
   fi
+  PBO_OUT=${PBO_OUT:-$PBO_ROOT/runs/$PBO_STUDY} # the scaling driver's folder
   if [[ -z "${PBO_LAUNCHER_ARGS+set}" ]]; then
     PBO_LAUNCHER_ARGS=""
     if [[ "$PBO_BATCH" == oar ]]; then
@@ -76,7 +81,8 @@ _pbo_settings() {
   PBO_SMOKE=${PBO_SMOKE:-1}
 }
 
-# Fills the arrays MPI_CMD (mpirun and its options) and RUN_CMD (python -m pbo.run ...).
+# Fills MPI_OPTS (mpirun's options but -np: hostfile, environment, launcher, extras) and STUDY_CMD (the command
+# that runs the study: mpirun ... python -m pbo.run ..., or with PBO_DRIVER=scaling the scaling driver).
 _pbo_commands() {
   local hostfile=$1 np=$2
   local -a launcher extra run_extra
@@ -84,18 +90,37 @@ _pbo_commands() {
   read -r -a extra <<<"${PBO_MPIRUN_ARGS:-}"
   read -r -a run_extra <<<"${PBO_RUN_ARGS:-}"
   if [[ "$PBO_MPI_FLAVOR" == openmpi ]]; then
-    MPI_CMD=("$PBO_MPIRUN" -np "$np" --hostfile "$hostfile" -x PYTHONPATH -x PATH)
+    MPI_OPTS=(--hostfile "$hostfile" -x PYTHONPATH -x PATH)
   else
-    MPI_CMD=("$PBO_MPIRUN" -np "$np" -f "$hostfile")
+    MPI_OPTS=(-f "$hostfile")
   fi
-  MPI_CMD+=("${launcher[@]}" "${extra[@]}")
-  RUN_CMD=("$PBO_PYTHON" -m pbo.run --config "$PBO_CONFIG")
-  [[ -n "${PBO_ALGORITHM:-}" ]] && RUN_CMD+=(--algorithm "$PBO_ALGORITHM")
-  [[ -n "${PBO_SEED:-}" ]] && RUN_CMD+=(--seed "$PBO_SEED")
-  [[ -n "${PBO_BUDGET:-}" ]] && RUN_CMD+=(--budget "$PBO_BUDGET")
-  [[ "$PBO_GPUS_PER_WORKER" != 1 ]] && RUN_CMD+=(--gpus-per-worker "$PBO_GPUS_PER_WORKER")
-  if [[ -e "$PBO_LOG" ]]; then RUN_CMD+=(--resume "$PBO_LOG"); else RUN_CMD+=(--out "$PBO_LOG"); fi
-  RUN_CMD+=("${run_extra[@]}")
+  MPI_OPTS+=("${launcher[@]}" "${extra[@]}")
+  if [[ "${PBO_DRIVER:-}" == scaling ]]; then
+    local workers=1 w
+    for ((w = 2; w < np - 1; w *= 2)); do workers+=",$w"; done
+    ((np - 1 > 1)) && workers+=",$((np - 1))"
+    STUDY_CMD=("$PBO_PYTHON" jobs/scaling/scaling.py --mode "${PBO_SCALING_MODE:-strong}"
+      --workers "${PBO_SCALING_WORKERS:-$workers}" --budget "${PBO_BUDGET:-32}"
+      --algorithms "${PBO_ALGORITHM:-random,lhs}" --seed "${PBO_SEED:-0}" --config "$PBO_CONFIG"
+      --out "$PBO_OUT" --mpirun "$PBO_MPIRUN" --mpirun-args "${MPI_OPTS[*]}" "${run_extra[@]}")
+    return
+  fi
+  STUDY_CMD=("$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" -m pbo.run --config "$PBO_CONFIG")
+  [[ -n "${PBO_ALGORITHM:-}" ]] && STUDY_CMD+=(--algorithm "$PBO_ALGORITHM")
+  [[ -n "${PBO_SEED:-}" ]] && STUDY_CMD+=(--seed "$PBO_SEED")
+  [[ -n "${PBO_BUDGET:-}" ]] && STUDY_CMD+=(--budget "$PBO_BUDGET")
+  [[ "$PBO_GPUS_PER_WORKER" != 1 ]] && STUDY_CMD+=(--gpus-per-worker "$PBO_GPUS_PER_WORKER")
+  if [[ -e "$PBO_LOG" ]]; then STUDY_CMD+=(--resume "$PBO_LOG"); else STUDY_CMD+=(--out "$PBO_LOG"); fi
+  STUDY_CMD+=("${run_extra[@]}")
+}
+
+# Prints a command line that a shell reads back as the same words (quoting only the words that need it).
+_pbo_quote() {
+  local word out=()
+  for word in "$@"; do
+    if [[ "$word" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$word"); else out+=("$(printf '%q' "$word")"); fi
+  done
+  echo "${out[*]}"
 }
 
 # $1: resubmit (the walltime is near) or stop (the job was cancelled). Either way mpirun gets SIGTERM, so
@@ -140,10 +165,11 @@ pbo_job_main() {
   _pbo_settings
   _pbo_hosts_args
   local hostfile=${PBO_LOG%.h5}.hosts written np
+  [[ "${PBO_DRIVER:-}" == scaling ]] && hostfile=$PBO_OUT/hosts
   if ((dry_run)); then
     written=$(mktemp)
   else
-    mkdir -p "$(dirname "$PBO_LOG")" || _pbo_die "cannot create the log folder $(dirname "$PBO_LOG")"
+    mkdir -p "$(dirname "$hostfile")" || _pbo_die "cannot create the folder $(dirname "$hostfile")"
     written=$hostfile
   fi
   np=$("$PBO_PYTHON" "$PBO_ROOT/mpi/hostfile.py" "${HOSTS_ARGS[@]}" --gpus-per-node "$PBO_GPUS_PER_NODE" \
@@ -155,18 +181,19 @@ pbo_job_main() {
     echo "# hostfile $hostfile ($np ranks: 1 master + $((np - 1)) workers)"
     cat "$written"
     rm -f "$written"
-    if [[ "$PBO_SMOKE" == 1 ]]; then echo "# smoke test"; echo "${MPI_CMD[*]} $PBO_PYTHON mpi/hello.py"; fi
+    if [[ "$PBO_SMOKE" == 1 ]]; then echo "# smoke test"; _pbo_quote "$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" mpi/hello.py; fi
     echo "# study"
-    echo "${MPI_CMD[*]} ${RUN_CMD[*]}"
+    _pbo_quote "${STUDY_CMD[@]}"
     return 0
   fi
-  echo "pbo job: $PBO_STUDY on $np ranks, log $PBO_LOG" >&2
+  echo "pbo job: $PBO_STUDY on $np ranks: ${STUDY_CMD[*]}" >&2
   if [[ "$PBO_SMOKE" == 1 ]]; then
-    "${MPI_CMD[@]}" "$PBO_PYTHON" mpi/hello.py || _pbo_die "the MPI smoke test (mpi/hello.py) failed"
+    "$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" mpi/hello.py ||
+      _pbo_die "the MPI smoke test (mpi/hello.py) failed"
   fi
   trap '_pbo_on_signal resubmit' USR1 USR2
   trap '_pbo_on_signal stop' TERM INT
-  _pbo_run_forwarding "${MPI_CMD[@]}" "${RUN_CMD[@]}"
+  _pbo_run_forwarding "${STUDY_CMD[@]}"
   local rc=$?
   if [[ -n "${_PBO_RESUBMIT:-}" ]]; then _pbo_resubmit; fi
   return "$rc"

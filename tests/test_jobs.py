@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "jobs").glob("*/*.sh")) + [ROOT / "mpi" / "launch.sh"]
-JOBS = [p for p in SCRIPTS if p.parent.name in ("oar", "slurm")]
+STUDY_JOBS = [p for p in SCRIPTS if p.parent.name in ("oar", "slurm") and p.stem != "scaling"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -68,7 +68,7 @@ def test_smoke_test_runs_on_the_same_ranks_before_the_study(tmp_path):
                                                      f"{sys.executable} mpi/hello.py"
 
 
-@pytest.mark.parametrize("script", JOBS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("script", STUDY_JOBS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_an_existing_log_is_resumed_not_overwritten(script, tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "study.h5").write_bytes(b"")
@@ -95,3 +95,14 @@ def test_a_job_outside_its_batch_system_fails_with_one_line(script, env, message
     result = dry_run(script, tmp_path, PBO_MPI_FLAVOR="mpich", **env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize("script", ["jobs/oar/scaling.sh", "jobs/slurm/scaling.sh"])
+def test_scaling_job_runs_the_driver_on_every_power_of_two_up_to_all_gpus(script, tmp_path):
+    result = dry_run(script, tmp_path, OAR_NODEFILE=oar_nodefile(tmp_path), SLURM_JOB_NODELIST="gpu[1-2]",
+                     PBO_MPI_FLAVOR="mpich", PBO_MPIRUN="mpirun", PBO_LAUNCHER_ARGS="", PBO_OUT=str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        f"{sys.executable} jobs/scaling/scaling.py --mode strong --workers 1,2,4,8 --budget 32 --algorithms "
+        f"random,lhs --seed 0 --config {tmp_path / 'study.yaml'} --out {tmp_path / 's'} --mpirun mpirun "
+        f"--mpirun-args -f\\ {tmp_path / 's' / 'hosts'}")

@@ -18,6 +18,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,25 @@ def run_command(args: argparse.Namespace, algorithm: str, workers: int, log: Pat
     if args.simulate:
         return run + ["--simulate", str(workers)]
     return [args.mpirun, "-np", str(workers + 1), *shlex.split(args.mpirun_args)] + run
+
+
+def run_forwarding_signals(command: list[str]) -> tuple[int, bool]:
+    """Run one command; SIGTERM/SIGINT to the driver (a job near its walltime) go to it, so the pbo master
+    stops cleanly and leaves a log to resume. Returns its exit status and whether it was stopped."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    child = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
+    stopped = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait(), bool(stopped)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
-            path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-            done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
-            if done.returncode != 0:
-                print(f"scaling: {algorithm} with W={workers} failed (exit {done.returncode}); see above",
+            returncode, stopped = run_forwarding_signals(command)
+            if stopped:
+                print(f"scaling: stopped during {algorithm} with W={workers}; run the same command again to resume",
                       file=sys.stderr)
+                return 143
+            if returncode != 0:
+                print(f"scaling: {algorithm} with W={workers} failed (exit {returncode}); see above", file=sys.stderr)
                 return 1
             logs.append(log)
     if args.dry_run:
