@@ -6,6 +6,7 @@ parameters and metrics ever crosses MPI.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -41,6 +42,8 @@ class Objective:
 
 
 def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Objective:
+    """The objective called `name`. For `module:function`, the options `key` and `minimize` describe its
+    output and every other option is passed to the callable as a keyword argument."""
     options = dict(options or {})
     if name in FUNCTIONS:
         if options:
@@ -56,6 +59,9 @@ def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Ob
         function = getattr(module, attr, None)
         if not callable(function):
             raise ObjectiveError(f"objective {name!r}: module {module_name!r} has no callable {attr!r}")
-        return Objective(name, function, key=options.pop("key", "value"), minimize=bool(options.pop("minimize", False)))
+        key, minimize = options.pop("key", "value"), bool(options.pop("minimize", False))
+        if options:  # the rest are the callable's own keyword arguments
+            function = functools.partial(function, **options)
+        return Objective(name, function, key=key, minimize=minimize)
     known = ", ".join(sorted(FUNCTIONS))
     raise ObjectiveError(f"unknown objective {name!r} (built-in: {known}; or module:function)")

@@ -1,0 +1,133 @@
+"""Runtime benchmark: does the scheduler keep workers busy, and does the simulator predict real runs?
+
+1. Real MPI on this machine: `mpirun -np W+1 python -m pbo.run` on Hartmann6 whose trials sleep a lognormal
+   1 s mean, budget 64: makespan, speedup vs 1 worker, utilization, master CPU time, median master latency
+   (a result's arrival -> the next dispatch), and the simulator's makespan for the same run.
+2. Simulated: W = 1 .. 1024 workers, trials of a lognormal 43 min mean, budget 4 W: utilization and time to
+   budget, also "steady" utilization (up to the last dispatch, i.e. without the unavoidable final drain).
+
+Usage: python jobs/bench_runtime.py [--algorithms random,lhs] [--quick] [--json FILE]
+(run it with `nice`; the real part oversubscribes the cores on purpose: trials sleep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbo.backends.simulated import SimulatedBackend  # noqa: E402
+from pbo.objectives import resolve_objective  # noqa: E402
+from pbo.objectives.cost import CostModel  # noqa: E402
+from pbo.optimizers import make_optimizer  # noqa: E402
+from pbo.scheduler import RunSummary, run_study  # noqa: E402
+from pbo.space import Space  # noqa: E402
+
+SUMMARY = re.compile(r"in ([\d.]+) s .*utilization ([\d.]+); master CPU ([\d.]+) s.*latency ([\d.]+) ms")
+MEAN_43_MIN = 43 * 60.0
+
+
+def mpirun() -> str:
+    candidate = Path(sys.executable).parent / "mpirun"
+    return str(candidate) if candidate.exists() else shutil.which("mpirun")
+
+
+def real_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -> dict:
+    cmd = [mpirun(), "-np", str(workers + 1), sys.executable, "-m", "pbo.run", "--config", os.devnull,
+           "--objective", "hartmann6", "--algorithm", algorithm, "--budget", str(budget), "--seed", str(seed),
+           "--cost", json.dumps(cost), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    match = SUMMARY.search(proc.stdout)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    makespan, utilization, cpu, latency = map(float, match.groups())
+    return {"makespan": makespan, "utilization": utilization, "master_cpu": cpu, "latency_ms": latency}
+
+
+def simulate(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -> RunSummary:
+    objective = resolve_objective("hartmann6")
+    optimizer = make_optimizer(algorithm, Space.from_dict(objective.space), seed=seed, budget=budget)
+    backend = SimulatedBackend(objective, workers, CostModel.from_dict(cost))
+    return run_study(optimizer, backend, budget=budget)
+
+
+def steady_utilization(summary: RunSummary) -> float:
+    """Busy share of the workers until the last dispatch: what the scheduler controls, without the drain."""
+    last = max(r.t_submit for r in summary.results)
+    busy = sum(max(0.0, min(r.t_end, last) - r.t_start) for r in summary.results if r.t_start < last)
+    return busy / (summary.n_workers * last) if last > 0 else 1.0
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithms", default="random,lhs")
+    parser.add_argument("--quick", action="store_true", help="budget 16 real, W up to 4 real and 256 simulated")
+    parser.add_argument("--json", metavar="FILE", help="also write every number as JSON")
+    parser.add_argument("--real-workers", default=None, help="comma list (default 1,2,4,8)")
+    parser.add_argument("--sigmas", default="0.5,0.1", help="lognormal spreads of the simulated sweep")
+    parser.add_argument("--real-sigma", type=float, default=0.5, help="lognormal spread of the real runs' cost")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    algorithms = args.algorithms.split(",")
+    real_workers = [int(w) for w in (args.real_workers or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
+    real_budget = 16 if args.quick else 64
+    sim_workers = [1, 4, 16, 64, 256] + ([] if args.quick else [1024])
+    out: dict = {"real": [], "simulated": []}
+
+    rows = []
+    for algorithm in algorithms:
+        base = None
+        for w in real_workers:
+            cost = {"kind": "lognormal", "mean": 1.0, "sigma": args.real_sigma, "seed": args.seed}
+            real = real_run(algorithm, w, real_budget, cost, args.seed)
+            sim = simulate(algorithm, w, real_budget, cost, args.seed)
+            predicted = sim.makespan
+            base = base or real["makespan"]
+            error = predicted / real["makespan"] - 1
+            out["real"].append({"algorithm": algorithm, "workers": w, "budget": real_budget, **real,
+                                "speedup": base / real["makespan"], "simulated_makespan": predicted,
+                                "simulated_utilization": sim.utilization})
+            rows.append([algorithm, w, f"{real['makespan']:.2f}", f"{base / real['makespan']:.2f}",
+                         f"{real['utilization']:.3f}", f"{real['master_cpu']:.2f}", f"{real['latency_ms']:.2f}",
+                         f"{predicted:.2f}", f"{100 * error:+.1f}%", f"{sim.utilization:.3f}"])
+            print(rows[-1], file=sys.stderr, flush=True)
+    print(table(f"Real mpirun, Hartmann6, budget {real_budget}, lognormal cost mean 1 s sigma {args.real_sigma}",
+                ["algorithm", "workers", "makespan s", "speedup", "utilization", "master CPU s",
+                 "median latency ms", "simulated makespan s", "sim error", "simulated utilization"], rows))
+
+    for sigma in map(float, args.sigmas.split(",")):
+        rows = []
+        for algorithm in algorithms:
+            for w in sim_workers:
+                cost = {"kind": "lognormal", "mean": MEAN_43_MIN, "sigma": sigma, "seed": args.seed}
+                s = simulate(algorithm, w, 4 * w, cost, args.seed)
+                steady = steady_utilization(s)
+                out["simulated"].append({"algorithm": algorithm, "workers": w, "budget": 4 * w, "sigma": sigma,
+                                         "utilization": s.utilization, "steady_utilization": steady,
+                                         "hours": s.makespan / 3600, "best": s.best.value if s.best else None})
+                rows.append([algorithm, w, 4 * w, f"{s.utilization:.3f}", f"{steady:.3f}",
+                             f"{s.makespan / 3600:.2f}"])
+        print(table(f"Simulated, lognormal cost mean 43 min sigma {sigma}, budget 4 x W",
+                    ["algorithm", "workers", "budget", "utilization", "steady utilization", "hours to budget"],
+                    rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""MPI master/worker transport with mpi4py point-to-point messages: rank 0 is the master, ranks 1.. workers.
+
+Protocol (paired tags): the master sends SETUP (the settings, or None to quit) to every worker, each answers
+READY (its device, or its start-up error with rank and host); then TASK -> RESULT as long as there is work,
+and STOP to end. A worker polls for STOP while its trial runs, so an interrupted master stops busy workers.
+
+Nobody spins: MPICH's blocking receives busy-poll a core, so every receive here is an Iprobe with a sleep
+that backs off from 0.5 ms to 10 ms, which keeps an idle master's and worker's CPU near zero.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Callable
+
+from mpi4py import MPI
+
+from pbo import gpu
+from pbo.config import Config
+from pbo.isolation import describe, wait_any
+from pbo.optimizers.base import TrialState
+from pbo.study import build_objective
+from pbo.worker import Evaluator, Outcome, Task, host
+
+SETUP, READY, TASK, RESULT, STOP = 1, 2, 3, 4, 5
+MAX_SLEEP = 0.01
+#: How often a busy worker looks for STOP while its trial runs (seconds).
+TICK = 0.05
+
+
+def receive(comm: MPI.Comm, source: int, tag: int,
+            should_stop: Callable[[], bool] = lambda: False) -> tuple[Any, MPI.Status] | None:
+    """The next message from `source` with `tag` (ANY_* allowed), or None once `should_stop()` holds."""
+    status = MPI.Status()
+    delay = 0.0005
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        if should_stop():
+            return None
+        time.sleep(delay)
+        delay = min(2 * delay, MAX_SLEEP)
+    return comm.recv(source=status.Get_source(), tag=status.Get_tag()), status
+
+
+class MPIBackend:
+    """The master's side."""
+
+    def __init__(self, comm: MPI.Comm) -> None:
+        self.comm = comm
+        self.workers = list(range(1, comm.Get_size()))
+        self.t0 = time.time()
+
+    def now(self) -> float:
+        return time.time() - self.t0
+
+    def start(self, config: Config | None) -> list[dict[str, str]]:
+        """Send the settings to every worker (None: quit at once) and collect their READY answers."""
+        for worker in self.workers:
+            self.comm.send(None if config is None else {"config": dict(config), "t0": self.t0}, dest=worker,
+                           tag=SETUP)
+        if config is None:
+            return []
+        hellos = {}
+        while len(hellos) < len(self.workers):
+            hello, status = receive(self.comm, MPI.ANY_SOURCE, READY)
+            hellos[status.Get_source()] = hello
+        return [hellos[w] for w in self.workers]
+
+    def submit(self, worker: int, task: Task) -> None:
+        self.comm.send(task, dest=worker, tag=TASK)
+
+    def wait(self, should_stop: Callable[[], bool]) -> Outcome | None:
+        got = receive(self.comm, MPI.ANY_SOURCE, RESULT, should_stop)
+        if got is None:
+            return None
+        outcome = got[0]
+        outcome.t_received = self.now()
+        return outcome
+
+    def close(self) -> None:
+        """Stop every worker (busy ones kill their trial)."""
+        for worker in self.workers:
+            self.comm.send(None, dest=worker, tag=STOP)
+
+
+def serve(comm: MPI.Comm, ranks_on_node: list[int]) -> int:
+    """A worker rank's whole life: set up, run tasks until STOP. Returns its exit code."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the master decides when the run ends
+        signal.signal(sig, signal.SIG_IGN)
+    rank = comm.Get_rank()
+    setup, _ = receive(comm, 0, SETUP)
+    if setup is None:
+        return 0
+    config, t0 = Config(setup["config"]), setup["t0"]
+    try:
+        binding = gpu.bind(rank, ranks_on_node, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
+                           master_gpu=config.master_gpu)
+        evaluator = Evaluator(build_objective(config), rank, isolate=config.isolate, timeout=config.timeout,
+                              device=binding.label(host()), clock=lambda: time.time() - t0)
+        comm.send({"device": evaluator.device, "warning": binding.warning, "error": ""}, dest=0, tag=READY)
+    except Exception as exc:  # noqa: BLE001 - reported to the master, which stops the run
+        comm.send({"device": "", "warning": "", "error": f"rank {rank} on {host()}: {describe(exc)}"},
+                  dest=0, tag=READY)
+        evaluator = None
+    while True:
+        message, status = receive(comm, 0, MPI.ANY_TAG)
+        if status.Get_tag() == STOP:
+            return 0
+        outcome = _run(comm, evaluator, message)
+        if outcome is None:  # stopped mid-trial
+            return 0
+        comm.send(outcome, dest=0, tag=RESULT)
+
+
+def _run(comm: MPI.Comm, evaluator: Evaluator | None, task: Task) -> Outcome | None:
+    if evaluator is None:
+        return Outcome(task.trial_id, comm.Get_rank(), TrialState.FAILED, error="worker failed to start")
+    running = evaluator.start(task)
+    while running.child is not None and not wait_any([running.child], TICK):
+        if comm.Iprobe(source=0, tag=STOP):
+            running.child.kill()
+            comm.recv(source=0, tag=STOP)
+            return None
+    return evaluator.finish(running, running.poll())
+
+
+def world() -> MPI.Comm | None:
+    """COMM_WORLD when started by mpirun with more than one rank, else None."""
+    comm = MPI.COMM_WORLD
+    return comm if comm.Get_size() > 1 else None
+

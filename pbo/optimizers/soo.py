@@ -1,0 +1,183 @@
+"""SOO, simultaneous optimistic optimization (Munos 2011), as an ask/tell state machine on the partition tree.
+
+A sweep visits depths 0..min(depth of the tree, h_max(n)), n = expansions so far. At each depth it takes
+the leaf with the largest value and expands it if that value is >= v_max, the largest value expanded at a
+shallower depth in this sweep. Children are evaluated at their centres before the sweep moves on.
+
+Parallel asks. With one worker (ask, tell, ask, ...) nothing is pending when the sweep moves, so this is
+exactly the sequential algorithm. When results are pending the sweep does not wait: a pending leaf takes
+part with a placeholder value (SOO: its parent's value, the value its middle sibling inherits; root: -inf)
+and may itself be expanded speculatively. Its side children are then evaluated and its middle child waits
+for the parent's result. So an ask always has work while some leaf can be split, a point being evaluated
+is never proposed again (a child whose centre is pending waits for that trial instead), and what the
+extra workers do is what later sweeps of the sequential algorithm would most likely have done.
+
+Failures: a failed node ranks below every valued one (`failure="worst"`, so it is expanded only when it is
+the best leaf at its depth and nothing shallower was expanded in that sweep, which keeps SOO's guarantee of
+eventually refining every cell) or is never expanded (`failure="never"`). Failed points stay failed: a
+cell whose centre failed is not evaluated again.
+
+Example:
+    >>> from pbo.space import Space
+    >>> opt = SOO(Space.from_dict({"x": {"type": "float", "low": 0, "high": 1}}))
+    >>> for _ in range(30):
+    ...     cand = opt.ask()
+    ...     opt.tell(cand.id, -(cand.params["x"] - 0.3) ** 2)
+    >>> abs(opt.best().candidate.params["x"] - 0.3) < 0.01
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+from pbo.optimizers.base import Candidate, Optimizer, Proposal, Trial, TrialState
+from pbo.space import Space
+from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, Node, Tree, share_edges
+
+FAILURE_POLICIES = ("worst", "never")
+#: Upper bound on sweep steps in one ask without finding a point to evaluate (BaMSOO may approximate many
+#: children in a row); reaching it returns None rather than spinning.
+MAX_STEPS_PER_ASK = 100_000
+
+
+def default_h_max(n: int) -> float:
+    return math.sqrt(n)
+
+
+class SOO(Optimizer):
+    """Options: `k` children per split (odd keeps the parent's centre), `h_max` (callable of the number of
+    expansions, or a number), `failure` policy ("worst" or "never")."""
+
+    name = "soo"
+
+    def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
+                 k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst") -> None:
+        super().__init__(space, seed=seed, minimize=minimize, budget=budget)
+        if int(k) != k or k < 2:
+            raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
+        if failure not in FAILURE_POLICIES:
+            raise ValueError(f"{self.name}: failure must be one of {', '.join(FAILURE_POLICIES)}, got {failure!r}")
+        if h_max is not None and not callable(h_max) and not (isinstance(h_max, (int, float)) and h_max >= 0):
+            raise ValueError(f"{self.name}: h_max must be a non-negative number or a callable, got {h_max!r}")
+        self.k = int(k)
+        self.failure = failure
+        self._h_max = h_max if h_max is not None else default_h_max
+        self.tree = Tree(space.dim, share_edges(space))
+        self.n_expansions = 0
+        self._queue: deque[int] = deque([0])  # nodes created but not yet resolved (evaluated or valued)
+        self._waiters: dict[int, list[int]] = {}  # trial id -> nodes whose value that trial gives
+        self._depth = 0  # where the current sweep stands
+        self._v_max = -math.inf
+        self._sweep_expanded = False
+
+    # ---- public ------------------------------------------------------------------------------------------
+
+    def h_max(self) -> float:
+        return float(self._h_max(self.n_expansions)) if callable(self._h_max) else float(self._h_max)
+
+    def tree_table(self) -> dict[str, np.ndarray]:
+        """The node table with the /tree/ column names of the HDF5 log (values in the user's sign)."""
+        return self.tree.table(-1.0 if self.minimize else 1.0)
+
+    def ask(self) -> Candidate | None:
+        cand = super().ask()
+        if cand is not None:
+            node = self.tree.nodes[cand.meta["node"]]
+            node.candidate = cand.id
+            self._waiters[cand.id] = [node.id]
+        return cand
+
+    # ---- hooks -------------------------------------------------------------------------------------------
+
+    def _ask(self) -> Proposal | None:
+        for _ in range(MAX_STEPS_PER_ASK):
+            while self._queue:
+                node = self.tree.nodes[self._queue.popleft()]
+                if self._resolve(node):
+                    return Proposal(node.center, {"node": node.id, "depth": node.depth, "phase": self.name})
+            if not self._sweep_step():
+                return None
+        return None
+
+    def _tell(self, trial: Trial) -> None:
+        for i, node_id in enumerate(self._waiters.pop(trial.candidate.id)):
+            self.tree.set_value(node_id, trial.score, EVALUATED if i == 0 else INHERITED)
+
+    def _tell_failure(self, trial: Trial) -> None:
+        for node_id in self._waiters.pop(trial.candidate.id):
+            self.tree.set_value(node_id, math.nan, FAILED)
+
+    # ---- the algorithm -----------------------------------------------------------------------------------
+
+    def _resolve(self, node: Node) -> bool:
+        """Give a new node its value if it needs no evaluation; True if its centre must be evaluated."""
+        if node.state != PENDING:
+            return False  # inherited at creation
+        known = self.lookup(node.center)
+        if known is None:
+            return self._should_evaluate(node)
+        node.candidate = known.candidate.id
+        if known.state is TrialState.PENDING:
+            self._waiters[known.candidate.id].append(node.id)
+        elif known.state is TrialState.OK:
+            self.tree.set_value(node.id, known.score, INHERITED)
+        else:
+            self.tree.set_value(node.id, math.nan, FAILED)
+        return False
+
+    def _should_evaluate(self, node: Node) -> bool:
+        """Hook for BaMSOO: may value the node without evaluating it (return False)."""
+        return True
+
+    def _sweep_step(self) -> bool:
+        """Visit one depth of the current sweep; False when a whole sweep found nothing to expand."""
+        beyond_h_max = self._depth > min(self.tree.depth, self.h_max())
+        if beyond_h_max and not self._sweep_expanded and self._depth <= self.tree.depth:
+            pass  # every leaf within h_max is split or pending: look deeper rather than stall
+        elif beyond_h_max:
+            idle = not self._sweep_expanded
+            self._depth, self._v_max, self._sweep_expanded = 0, -math.inf, False
+            if idle:  # a whole sweep from depth 0, with v_max = -inf throughout, found no leaf to split
+                return False
+        best = self._best_leaf(self._depth)
+        self._depth += 1
+        if best is not None and self._rank(best) >= self._v_max:
+            self._v_max = self._rank(best)
+            self._sweep_expanded = True
+            self._expand(best)
+        return True
+
+    def _expand(self, node: Node) -> None:
+        self.n_expansions += 1
+        for child in self.tree.expand(node.id, self.k):
+            if child.state == PENDING:
+                self._queue.append(child.id)
+
+    def _best_leaf(self, depth: int) -> Node | None:
+        """The leaf to expand at `depth`: largest rank; on ties a known value first, then the oldest node."""
+        best, best_key = None, None
+        for node in self.tree.leaves(depth):
+            if (node.state == FAILED and self.failure == "never") or not self.tree.can_expand(node):
+                continue
+            key = (self._rank(node), node.state != PENDING, -node.id)
+            if best_key is None or key > best_key:
+                best, best_key = node, key
+        return best
+
+    def _rank(self, node: Node) -> float:
+        if node.state == FAILED:
+            return -math.inf
+        if node.state == PENDING:
+            return self._placeholder(node)
+        return node.value
+
+    def _placeholder(self, node: Node) -> float:
+        """The value a pending leaf competes with in a sweep."""
+        if node.parent < 0:
+            return -math.inf
+        return self._rank(self.tree.nodes[node.parent])

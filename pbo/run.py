@@ -1,0 +1,182 @@
+"""`python -m pbo.run` (the `pbo` command): read the settings, pick the backend, run the scheduler, report.
+
+Under mpirun (more than one rank) rank 0 is the master and every other rank serves trials; otherwise the
+run uses local worker processes (`--workers W`) or the simulated cluster (`--simulate W`). Exit codes: 0 done
+(budget spent or space exhausted), 1 stopped by failures, 2 bad settings (nothing started), 128 + signal
+number when stopped by SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Sequence
+
+from pbo import gpu
+from pbo.backends.local import LocalBackend
+from pbo.backends.simulated import SimulatedBackend
+from pbo.config import Config, ConfigError, parse_args
+from pbo.objectives import Objective, ObjectiveError
+from pbo.optimizers import Optimizer
+from pbo.optimizers.base import TrialState
+from pbo.scheduler import Recorder, RunSummary, run_study
+from pbo.space import SpaceError
+from pbo.study import build_objective, build_optimizer, cost_model
+from pbo.trial import TrialResult
+from pbo.worker import host
+
+#: Bad settings: reported in one line, exit 2, nothing started.
+SETUP_ERRORS = (ConfigError, ObjectiveError, SpaceError, ValueError)
+#: Environment variables set by MPI launchers (mpirun/mpiexec of MPICH, Open MPI, srun with PMI/PMIx).
+LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+class SignalStop:
+    """Turns the first SIGTERM/SIGINT into a stop request the scheduler polls; a second one acts as usual."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    comm = None
+    if any(name in os.environ for name in LAUNCHER_VARIABLES):
+        from pbo.backends import mpi  # only under a launcher: importing mpi4py initialises MPI
+        comm = mpi.world()
+    if comm is None:
+        return _main(argv, None, None)
+    try:
+        ranks = gpu.node_ranks(comm)  # collective: every rank takes part
+        return mpi.serve(comm, ranks) if comm.Get_rank() > 0 else _main(argv, comm, ranks)
+    except Exception:  # a bug, not a bad trial: end the whole job instead of leaving the other ranks waiting
+        print(f"pbo: rank {comm.Get_rank()} on {host()} failed:", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise
+
+
+def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int:
+    try:
+        config = parse_args(argv)
+        objective = build_objective(config, sleep=config.simulate is None)
+        if objective.check is not None:
+            objective.check()
+        optimizer = build_optimizer(config, objective)
+        backend = _backend(config, objective, comm, ranks)
+    except SystemExit as exc:  # --help
+        _cancel_workers(comm)
+        return int(exc.code or 0)
+    except SETUP_ERRORS as exc:
+        print(f"pbo: error: {exc}", file=sys.stderr, flush=True)
+        _cancel_workers(comm)
+        return 2
+    return execute(config, objective, optimizer, backend)
+
+
+def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] | None) -> Any:
+    if comm is not None:
+        from pbo.backends.mpi import MPIBackend
+        gpu.pin(gpu.assign(*gpu.node_slot(ranks, 0, config.master_gpu), gpu.gpu_ids(os.environ, config.gpus),
+                           config.gpus_per_worker), os.environ)
+        return MPIBackend(comm)
+    if config.simulate is not None:
+        model = cost_model(config)
+        if model is None:
+            raise ConfigError("simulate needs a cost model: set `cost` (e.g. {kind: lognormal, mean: 60})")
+        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout)
+    return LocalBackend(objective, config.workers, isolate=config.isolate, timeout=config.timeout,
+                        gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
+                        master_gpu=config.master_gpu)
+
+
+def _cancel_workers(comm: Any) -> None:
+    if comm is not None:
+        from pbo.backends.mpi import MPIBackend
+        MPIBackend(comm).start(None)
+
+
+def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Any,
+            recorder: Recorder | None = None) -> int:
+    """Start the workers, run the study, stop the workers, report; returns the exit code."""
+    simulated = isinstance(backend, SimulatedBackend)
+    kind = "simulated" if simulated else type(backend).__name__.removesuffix("Backend").lower()
+    print(f"pbo: {config.algorithm} on {objective.name}, budget {config.budget}, {len(backend.workers)} "
+          f"{kind} worker(s); master pid {os.getpid()} on {host()}", flush=True)
+    if hasattr(backend, "start"):
+        hellos = backend.start(config)
+        errors = [h["error"] for h in hellos if h["error"]]
+        warnings = sorted({h["warning"] for h in hellos if h["warning"]})
+        if errors:
+            for line in errors:
+                print(f"pbo: error: worker failed to start: {line}", file=sys.stderr)
+            backend.close()
+            return 1
+    else:
+        warnings = getattr(backend, "warnings", [])
+    for line in warnings:
+        print(f"pbo: warning: {line}", file=sys.stderr, flush=True)
+    stop = SignalStop()
+    stop.install()
+    progress = _progress if config.progress and not simulated else None
+    wall, cpu = time.time(), time.process_time()
+    try:
+        summary = run_study(optimizer, backend, budget=config.budget, recorder=recorder,
+                            baseline=objective.baseline is not None, max_failures=config.max_failures,
+                            should_stop=stop, on_result=progress)
+    finally:
+        backend.close()
+    _report(summary, optimizer, kind, time.time() - wall, time.process_time() - cpu)
+    if stop.signum is not None:
+        print(f"pbo: stopped by {signal.Signals(stop.signum).name} after {summary.evaluations} evaluations; "
+              "finished trials are recorded and the run can be resumed from its log with --resume FILE.h5",
+              file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    if summary.stopped == "max_failures":
+        print(f"pbo: stopped: {summary.failures} trials failed, more than max_failures={config.max_failures}",
+              file=sys.stderr, flush=True)
+        return 1
+    if summary.stopped == "exhausted":
+        print(f"pbo: the search space is exhausted after {summary.evaluations} evaluations", flush=True)
+    return 0
+
+
+def _progress(result: TrialResult, summary: RunSummary) -> None:
+    if result.status is TrialState.OK:
+        what = f"value {result.value:.6g}"
+    else:
+        what = result.error
+    best = "-" if summary.best is None else f"{summary.best.value:.6g}"
+    print(f"trial {result.trial_id:5d}  worker {result.worker:4d}  {result.status.value:7s}  {what}  "
+          f"best {best}  elapsed {result.t_end:.1f}s", flush=True)
+
+
+def _report(summary: RunSummary, optimizer: Optimizer, kind: str, wall: float, cpu: float) -> None:
+    clock = "virtual " if kind == "simulated" else ""
+    print(f"pbo: {summary.evaluations} evaluations ({summary.failures} failed) on {summary.n_workers} worker(s) "
+          f"in {summary.makespan:.3f} s {clock}({summary.makespan / 3600:.2f} h); utilization "
+          f"{summary.utilization:.3f}; master CPU {cpu:.2f} s, wall {wall:.2f} s; median dispatch latency "
+          f"{summary.median_latency * 1000:.2f} ms", flush=True)
+    if summary.best is not None:
+        best = summary.best
+        print(f"pbo: best value {best.value:.6g} at trial {best.trial_id}: {best.params}", flush=True)
+    else:
+        print("pbo: no successful evaluation", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

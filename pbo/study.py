@@ -1,0 +1,35 @@
+"""From checked settings to the objects of a run: the objective (with its cost model), the search space and
+the optimizer. Every rank builds the objective itself from the same plain settings."""
+
+from __future__ import annotations
+
+from pbo.config import Config, ConfigError
+from pbo.objectives import Objective, resolve_objective
+from pbo.objectives.cost import CostModel, delayed
+from pbo.optimizers import Optimizer, make_optimizer
+from pbo.space import Space
+
+
+def cost_model(config: Config) -> CostModel | None:
+    return None if config.cost is None else CostModel.from_dict(config.cost)
+
+
+def build_objective(config: Config, *, sleep: bool = True) -> Objective:
+    """The objective of the run; with `sleep` (real runs) each evaluation also takes the cost model's time."""
+    objective = resolve_objective(config.objective, config.objective_options)
+    model = cost_model(config)
+    return delayed(objective, model) if sleep and model is not None else objective
+
+
+def build_space(config: Config, objective: Objective) -> Space:
+    spec = config.space if config.space is not None else objective.space
+    if spec is None:
+        raise ConfigError(f"no search space: objective {objective.name!r} has no default space, "
+                          "so give `space` in the config")
+    return Space.from_dict(spec)
+
+
+def build_optimizer(config: Config, objective: Objective) -> Optimizer:
+    minimize = objective.minimize if config.minimize is None else config.minimize
+    return make_optimizer(config.algorithm, build_space(config, objective), seed=config.seed, minimize=minimize,
+                          budget=config.budget, **config.optimizer)

@@ -1,0 +1,173 @@
+"""The partition tree shared by SOO and BaMSOO, as plain data.
+
+Each node is a box of the unit cube [0, 1]^d with the point at its centre. Expanding a node splits its box
+into K equal parts along its widest side (ties: lowest index); with odd K the middle child keeps the
+parent's centre, so it inherits the parent's value when that value is real (evaluated or inherited).
+
+Integer and categorical sides are cut only at the edges of their values' shares of [0, 1] (as equal as
+the values allow; fewer than K children when the box holds fewer than K values), so every child holds at
+least one value, a box with one value per discrete side and no continuous side is a leaf for good, and
+the tree over a discrete space is finite.
+
+Example:
+    >>> tree = Tree(dim=2)
+    >>> tree.set_value(0, 1.5, EVALUATED)
+    >>> [c.center.tolist() for c in tree.expand(0, k=3)]
+    [[0.16666666666666666, 0.5], [0.5, 0.5], [0.8333333333333333, 0.5]]
+    >>> tree.nodes[2].state, tree.nodes[2].value
+    ('inherited', 1.5)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from pbo.space import Space
+
+EVALUATED, INHERITED, APPROXIMATED, PENDING, FAILED = "evaluated", "inherited", "approximated", "pending", "failed"
+STATES = (EVALUATED, INHERITED, APPROXIMATED, PENDING, FAILED)
+#: States whose value came from a real evaluation of the objective at the node's centre.
+REAL = (EVALUATED, INHERITED)
+#: Below this unit-cube width a side is not split again: centres would collide within the 1e-12 rounding
+#: that identifies points.
+MIN_WIDTH = 1e-9
+
+
+@dataclass
+class Node:
+    """One cell. `value` is NaN until known; `candidate` is the id of the trial evaluating the centre."""
+
+    id: int
+    parent: int
+    depth: int
+    lower: np.ndarray
+    upper: np.ndarray
+    center: np.ndarray
+    value: float = math.nan
+    state: str = PENDING
+    expanded: bool = False
+    candidate: int = -1
+    children: list[int] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        return self.state in (EVALUATED, INHERITED, APPROXIMATED)
+
+
+class Tree:
+    """Nodes in creation order (node id = index), with the leaves of each depth kept for the sweeps.
+
+    `edges[side]` is None for a continuous side, or the sorted share edges (0, ..., 1) of a discrete one
+    (see `share_edges`).
+    """
+
+    def __init__(self, dim: int, edges: Sequence[np.ndarray | None] | None = None) -> None:
+        self.dim = int(dim)
+        self.edges = list(edges) if edges is not None else [None] * self.dim
+        if len(self.edges) != self.dim:
+            raise ValueError(f"edges name {len(self.edges)} sides for a {self.dim}-dimensional tree")
+        lower, upper = np.zeros(self.dim), np.ones(self.dim)
+        self.nodes: list[Node] = [Node(0, -1, 0, lower, upper, (lower + upper) / 2)]
+        self._leaves: dict[int, dict[int, None]] = {0: {0: None}}  # depth -> leaf ids (ordered set)
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def depth(self) -> int:
+        return max(d for d, leaves in self._leaves.items() if leaves)
+
+    def leaves(self, depth: int) -> Iterator[Node]:
+        return (self.nodes[i] for i in self._leaves.get(depth, ()))
+
+    def split_side(self, node: Node) -> int | None:
+        """The side to split: the widest splittable one, lowest index on ties; None if none is."""
+        widths = node.upper - node.lower
+        best = None
+        for side in range(self.dim):
+            if len(self._cuts(node, side, 2)) < 3:
+                continue
+            if best is None or widths[side] > widths[best]:
+                best = side
+        return best
+
+    def can_expand(self, node: Node) -> bool:
+        return not node.expanded and self.split_side(node) is not None
+
+    def _cuts(self, node: Node, side: int, k: int) -> np.ndarray:
+        """Where to cut a side into (at most) k parts: k + 1 positions from its lower to its upper end."""
+        lo, hi = node.lower[side], node.upper[side]
+        edges = self.edges[side]
+        if edges is None:
+            return np.linspace(lo, hi, k + 1) if hi - lo > MIN_WIDTH else np.array([lo, hi])
+        first, last = int(np.searchsorted(edges, lo)), int(np.searchsorted(edges, hi))
+        parts = min(k, last - first)
+        return edges[[first + round(j * (last - first) / parts) for j in range(parts + 1)]]
+
+    def expand(self, node_id: int, k: int = 3) -> list[Node]:
+        """Split a leaf into k children (fewer on a discrete side with fewer values), in coordinate order."""
+        node = self.nodes[node_id]
+        if node.expanded:
+            raise ValueError(f"node {node_id} is already expanded")
+        side = self.split_side(node)
+        if side is None:
+            raise ValueError(f"node {node_id} cannot be split further")
+        cuts = self._cuts(node, side, k)
+        n = len(cuts) - 1
+        children = []
+        for i in range(n):
+            lower, upper = node.lower.copy(), node.upper.copy()
+            lower[side], upper[side] = cuts[i], cuts[i + 1]
+            middle = n == k and k % 2 == 1 and i == k // 2
+            center = node.center.copy() if middle else (lower + upper) / 2
+            child = Node(len(self.nodes), node.id, node.depth + 1, lower, upper, center)
+            if middle and node.state in REAL:
+                child.value, child.state = node.value, INHERITED
+            self.nodes.append(child)
+            children.append(child)
+        node.expanded = True
+        node.children = [c.id for c in children]
+        del self._leaves[node.depth][node.id]
+        self._leaves.setdefault(node.depth + 1, {}).update((c.id, None) for c in children)
+        return children
+
+    def set_value(self, node_id: int, value: float, state: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown node state {state!r} (use one of {', '.join(STATES)})")
+        node = self.nodes[node_id]
+        node.value, node.state = float(value), state
+
+    def table(self, sign: float = 1.0) -> dict[str, np.ndarray]:
+        """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`."""
+        n = len(self.nodes)
+        return {
+            "node_id": np.arange(n, dtype=np.int64),
+            "parent": np.array([x.parent for x in self.nodes], dtype=np.int64),
+            "depth": np.array([x.depth for x in self.nodes], dtype=np.int64),
+            "lower": np.array([x.lower for x in self.nodes]).reshape(n, self.dim),
+            "upper": np.array([x.upper for x in self.nodes]).reshape(n, self.dim),
+            "center": np.array([x.center for x in self.nodes]).reshape(n, self.dim),
+            "value": np.array([sign * x.value for x in self.nodes], dtype=float),
+            "state": np.array([x.state for x in self.nodes], dtype=object),
+            "expanded": np.array([x.expanded for x in self.nodes], dtype=bool),
+        }
+
+
+def share_edges(space: Space) -> list[np.ndarray | None]:
+    """Per variable: None if continuous, else the unit-cube edges of its values' equal shares (see Space)."""
+    edges: list[np.ndarray | None] = []
+    for var in space.variables:
+        if var.n_values is None:
+            edges.append(None)
+        elif var.kind == "int" and var.log:
+            lo, hi = int(var.low), int(var.high)
+            e = (np.log(np.arange(lo, hi + 2)) - math.log(lo)) / (math.log(hi + 1) - math.log(lo))
+            edges.append(np.clip(e, 0.0, 1.0))
+        else:
+            edges.append(np.arange(var.n_values + 1) / var.n_values)
+    return edges

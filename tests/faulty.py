@@ -1,0 +1,34 @@
+"""Objectives for runtime tests, importable as `faulty:NAME` on every rank (tests put this folder on
+PYTHONPATH). The parameter `mode` picks the behaviour, so an LHS design over its four choices hits each."""
+
+import os
+import time
+from pathlib import Path
+
+
+def behave(params, pid_dir=None, hang=60.0):
+    """`ok` returns metrics, `raise` raises, `exit` leaves with os._exit(1), `hang` sleeps past any timeout."""
+    if pid_dir is not None:
+        Path(pid_dir, f"{os.getpid()}.pid").write_text(f"{os.getppid()}\n")
+    mode = params["mode"]
+    if mode == "raise":
+        raise ZeroDivisionError("planned failure")
+    if mode == "exit":
+        os._exit(1)
+    if mode == "hang":
+        time.sleep(hang)
+    return {"score": float(params["x"]), "extra": 2.0}
+
+
+def slow(params, pid_dir=None, seconds=0.5):
+    """A well-behaved objective that takes `seconds`, recording which process ran it."""
+    if pid_dir is not None:
+        Path(pid_dir, f"{os.getpid()}.pid").write_text(f"{os.getppid()}\n")
+    time.sleep(seconds)
+    return float(params["x"])
+
+
+def visible_gpus(params, out_dir):
+    """Records which GPUs the worker process (the child's parent) was given."""
+    Path(out_dir, f"{os.getppid()}.gpus").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    return float(params["x"])

@@ -1,0 +1,153 @@
+"""BaMSOO: the evaluate/approximate rule with a stubbed GP, B_N, fallbacks, GP data, parallel asks, restore."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pbo.objectives.synthetic import FUNCTIONS
+from pbo.optimizers import make_optimizer
+from pbo.optimizers.bamsoo import BaMSOO, confidence_bound
+from pbo.optimizers.soo import SOO
+from pbo.space import Space
+from pbo.surrogate import ModelFittingError
+from pbo.tree import APPROXIMATED, PENDING
+
+from test_soo import HARTMANN3, run_parallel, run_sequential, unit_space
+
+
+class StubGP:
+    """A posterior with a given mean (a number or a function of u) and a constant sd; records its data."""
+
+    def __init__(self, mean=0.0, sd=1.0, fail=False):
+        self.mean, self.sd, self.fail = mean, sd, fail
+        self.updates = []
+
+    def update(self, u, y):
+        self.updates.append((np.array(u), np.array(y)))
+
+    def predict(self, u):
+        if self.fail:
+            raise ModelFittingError("stub cannot fit")
+        mean = [self.mean(p) for p in u] if callable(self.mean) else np.full(len(u), self.mean)
+        return np.asarray(mean, dtype=float), np.full(len(u), self.sd)
+
+
+def three_real_values(opt):
+    """Root 1.0, then root's side children 0.5 and 2.0 (f+ = 2.0); the next child created is node 4."""
+    for value in (1.0, 0.5, 2.0):
+        cand = opt.ask()
+        opt.tell(cand.id, value)
+
+
+def test_confidence_bound_formula():
+    assert confidence_bound(10, 0.05) == pytest.approx(math.sqrt(2 * math.log(math.pi ** 2 * 100 / (6 * 0.05))))
+    assert confidence_bound(100, 0.05) > confidence_bound(10, 0.05) > confidence_bound(10, 0.5)
+
+
+def test_child_whose_upper_bound_reaches_f_plus_is_evaluated():
+    b4 = confidence_bound(4, 0.05)
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=(1.0 + 1e-9) / b4))
+    three_real_values(opt)
+    cand = opt.ask()
+    assert cand.meta["node"] == 4 and opt.tree.nodes[4].state == PENDING
+
+
+def test_child_below_f_plus_gets_its_lower_bound_without_evaluation():
+    sd = (1.0 - 1e-6) / confidence_bound(4, 0.05)
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=sd))
+    three_real_values(opt)
+    cand = opt.ask()
+    node4 = opt.tree.nodes[4]
+    assert node4.state == APPROXIMATED and node4.value == pytest.approx(1e-6, abs=1e-12)
+    # node 6 has a larger N, so a wider bound that reaches f+: it is the one evaluated
+    assert cand.meta["node"] == 6 and opt.n_approximated == 1
+
+
+def test_gp_is_not_consulted_before_min_points_real_values():
+    stub = StubGP(mean=-100.0, sd=0.0)
+    opt = BaMSOO(unit_space(1), surrogate=stub, min_points=3)
+    three_real_values(opt)
+    assert stub.updates == [] and opt.n_approximated == 0
+
+
+def test_confident_gp_reduces_to_soo_and_failing_gp_falls_back_to_soo():
+    soo = run_sequential(SOO(unit_space(3)), HARTMANN3, 60)
+    for stub in (StubGP(mean=0.0, sd=1e6), StubGP(fail=True)):
+        got = run_sequential(BaMSOO(unit_space(3), surrogate=stub), HARTMANN3, 60)
+        assert np.array_equal(np.array(got), np.array(soo))
+
+
+def test_gp_sees_real_values_only():
+    def bowl(u):
+        return -float(np.sum((u - 0.3) ** 2))
+
+    stub = StubGP(mean=bowl, sd=0.01)
+    opt = BaMSOO(unit_space(2), surrogate=stub)
+    for _ in range(40):
+        cand = opt.ask()
+        if cand.params["x1"] > 0.8:
+            opt.tell_failure(cand.id, "crashed")
+        else:
+            opt.tell(cand.id, bowl(cand.u))
+    opt.ask()  # the GP is conditioned on new values when the next child is decided
+    u, y = stub.updates[-1]
+    real = [t for t in opt.trials.values() if t.state.value == "ok"]
+    assert opt.n_approximated > 0 and len(y) == len(real)
+    approximated = {tuple(n.center) for n in opt.tree.nodes if n.state == APPROXIMATED}
+    assert not approximated & {tuple(p) for p in u}
+
+
+def test_middle_child_of_an_approximated_node_is_decided_again():
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=0.0, sd=0.0))
+    three_real_values(opt)
+    opt.ask()  # everything is approximated for a while, then MAX_APPROXIMATIONS forces an evaluation
+    approx_parents = [n for n in opt.tree.nodes if n.state == APPROXIMATED and n.expanded]
+    assert approx_parents
+    middle = opt.tree.nodes[approx_parents[0].children[1]]
+    assert middle.state == APPROXIMATED and middle.value == 0.0
+
+
+def test_eight_outstanding_asks_never_repeat_a_point():
+    f = FUNCTIONS["branin"]
+    opt = BaMSOO(Space.from_dict(f.space()))
+    asked = run_parallel(opt, f, 60, workers=8)
+    assert len({tuple(np.round(c.u, 12)) for c in asked}) == 60
+
+
+def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
+    f = FUNCTIONS["branin"]
+    space = Space.from_dict(f.space())
+    live = BaMSOO(space)
+    rng = np.random.default_rng(3)
+    outstanding = [live.ask() for _ in range(4)]
+    for _ in range(30):
+        cand = outstanding.pop(rng.integers(len(outstanding)))
+        live.tell(cand.id, f(cand.params))
+        outstanding.append(live.ask())
+    restored = BaMSOO(space)
+    restored.load_state_dict(live.state_dict())
+    for cand in outstanding:
+        for opt in (live, restored):
+            opt.tell(cand.id, f(cand.params))
+    for _ in range(20):
+        a, b = live.ask(), restored.ask()
+        assert a.id == b.id and np.array_equal(a.u, b.u)
+        for opt in (live, restored):
+            opt.tell(a.id, f(a.params))
+
+
+@pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points")])
+def test_bad_options_are_refused_in_one_line(options, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer("bamsoo", unit_space(1), **options)
+
+
+def test_branin_sanity(capsys):
+    f = FUNCTIONS["branin"]
+    opt = make_optimizer("bamsoo", Space.from_dict(f.space()))
+    run_sequential(opt, f, 200)
+    regret = f.optimum - opt.best().value
+    with capsys.disabled():
+        print(f"\nBaMSOO branin regret after 200 evaluations: {regret:.2e} ({opt.n_approximated} approximated)")
+    assert regret < 1e-3

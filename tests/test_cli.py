@@ -1,0 +1,85 @@
+"""`python -m pbo.run` without mpirun: the local backend, progress lines, summary and exit codes."""
+
+import os
+import signal
+import subprocess
+import time
+
+from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+
+FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "hang"]},
+          "x": {"type": "float", "low": 0, "high": 1}}
+
+
+def test_no_arguments_runs_the_default_study():
+    proc = run_pbo([])
+    assert proc.returncode == 0, proc.stderr
+    assert len(trials(proc.stdout)) == 12
+    assert "pbo: 12 evaluations (0 failed) on 1 worker(s)" in proc.stdout
+    assert "pbo: best value" in proc.stdout
+
+
+def test_local_workers_share_the_budget():
+    proc = run_pbo(["--workers", "3", "--budget", "9", "--algorithm", "random"])
+    assert proc.returncode == 0, proc.stderr
+    rows = trials(proc.stdout)
+    assert sorted(t for t, *_ in rows) == list(range(1, 10)) and {w for _, w, *_ in rows} == {1, 2, 3}
+
+
+def test_local_faults_are_recorded_and_the_run_finishes(tmp_path):
+    config = write_config(tmp_path / "c.yaml", algorithm="lhs", objective="faulty:behave", budget=8, workers=2,
+                          timeout=1.0, objective_options={"key": "score"}, space=FAULTY)
+    proc = run_pbo(["--config", config])
+    assert proc.returncode == 0, proc.stderr
+    statuses = sorted(status for _, _, status, _ in trials(proc.stdout))
+    assert statuses == ["failed"] * 4 + ["ok"] * 2 + ["timeout"] * 2
+
+
+def test_inline_evaluation_without_isolation(tmp_path):
+    proc = run_pbo(["--objective", "faulty:slow", "--objective-options", "{seconds: 0}", "--no-isolate",
+                    "--space", "{x: {type: float, low: 0, high: 1}}", "--budget", "3"])
+    assert proc.returncode == 0, proc.stderr
+    assert len(trials(proc.stdout)) == 3
+
+
+def test_max_failures_stops_with_exit_1(tmp_path):
+    config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:behave", budget=20,
+                          max_failures=1, objective_options={"key": "score"},
+                          space={"mode": {"type": "categorical", "choices": ["raise"]},
+                                 "x": {"type": "float", "low": 0, "high": 1}})
+    proc = run_pbo(["--config", config])
+    assert proc.returncode == 1
+    assert "2 trials failed, more than max_failures=1" in proc.stderr
+
+
+def test_an_exhausted_space_ends_cleanly():
+    proc = run_pbo(["--objective", "faulty:slow", "--objective-options", "{seconds: 0}", "--algorithm", "random",
+                    "--space", "{x: {type: int, low: 1, high: 3}}", "--budget", "10"])
+    assert proc.returncode == 0, proc.stderr
+    assert "the search space is exhausted after 3 evaluations" in proc.stdout
+
+
+def test_sigint_stops_a_local_run_resumably_and_kills_its_trials(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = subprocess.Popen(command(["--objective", "faulty:slow", "--objective-options",
+                                     f"{{pid_dir: {pids}, seconds: 30}}", "--workers", "2",
+                                     "--space", "{x: {type: float, low: 0, high: 1}}"]),
+                            cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert "stopped by SIGINT after 0 evaluations" in err and "resumed" in err
+    time.sleep(0.1)
+    children = [int(p.stem) for p in pids.iterdir()]
+    assert len(children) == 2 and not any(os.path.exists(f"/proc/{pid}") for pid in children)
+
+
+def test_user_callables_get_their_options_as_keyword_arguments():
+    from pbo.objectives import resolve_objective
+
+    objective = resolve_objective("faulty:slow", {"seconds": 0, "key": "value"})
+    assert objective.function({"x": 0.25}) == 0.25

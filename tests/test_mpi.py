@@ -1,0 +1,87 @@
+"""The MPI backend, end to end: `mpirun -np N python -m pbo.run` as a subprocess."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+
+pytestmark = pytest.mark.skipif(__import__("pbo_process").mpirun() is None, reason="mpirun not found")
+
+
+@pytest.mark.parametrize("np", [3, 5])
+def test_mpirun_spends_the_budget_on_every_worker_and_all_ranks_exit_0(np, tmp_path):
+    config = write_config(tmp_path / "c.yaml", algorithm="random", objective="hartmann6", budget=12,
+                          cost={"kind": "fixed", "mean": 0.1})
+    proc = run_pbo(["--config", config], np=np)
+    assert proc.returncode == 0, proc.stderr
+    rows = trials(proc.stdout)
+    assert sorted(t for t, *_ in rows) == list(range(1, 13))
+    assert {w for _, w, *_ in rows} == set(range(1, np))
+    assert all(status == "ok" for _, _, status, _ in rows)
+    assert "12 evaluations (0 failed)" in proc.stdout
+
+
+def test_a_raising_a_crashing_and_a_hanging_trial_are_recorded_and_the_run_finishes(tmp_path):
+    config = write_config(
+        tmp_path / "c.yaml", algorithm="lhs", objective="faulty:behave", budget=8, timeout=2.0,
+        objective_options={"key": "score"},
+        space={"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "hang"]},
+               "x": {"type": "float", "low": 0, "high": 1}})
+    start = time.monotonic()
+    proc = run_pbo(["--config", config], np=3)
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 40
+    rows = trials(proc.stdout)
+    assert len(rows) == 8
+    statuses = sorted(status for _, _, status, _ in rows)
+    assert statuses == ["failed"] * 4 + ["ok"] * 2 + ["timeout"] * 2
+    lines = [rest for *_, status, rest in rows if status == "failed"]
+    assert sum("ZeroDivisionError: planned failure" in line for line in lines) == 2
+    assert sum("exited with code 1" in line for line in lines) == 2
+
+
+def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:slow", budget=100,
+                          objective_options={"pid_dir": str(pids), "seconds": 1.0},
+                          space={"x": {"type": "float", "low": 0, "high": 1}})
+    proc = subprocess.Popen(command(["--config", config], np=3), cwd=ROOT, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    header = proc.stdout.readline()
+    master = int(header.split("master pid ")[1].split()[0])
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:  # a trial done and two running
+        time.sleep(0.1)
+    os.kill(master, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "stopped by SIGTERM" in err and "resumed" in err
+    assert trials(header + out)  # finished trials were reported
+    ran = {int(p.stem) for p in pids.iterdir()} | {int(p.read_text()) for p in pids.iterdir()}
+    alive = [pid for pid in ran if os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid)]
+    assert alive == []
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/status").read().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
+
+
+def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_none(tmp_path):
+    config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:visible_gpus", budget=12,
+                          gpus=2, objective_options={"out_dir": str(tmp_path)},
+                          space={"x": {"type": "float", "low": 0, "high": 1}})
+    env_free = {k: v for k, v in environment().items() if k != "CUDA_VISIBLE_DEVICES"}
+    proc = subprocess.run(command(["--config", config], np=4), cwd=ROOT, env=env_free, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    pinned = sorted(p.read_text() for p in tmp_path.glob("*.gpus"))
+    assert pinned == ["0", "0", "1"]  # 3 workers on 2 GPUs: round-robin
+    assert "3 workers x 1 GPU(s) on a node with 2 GPU(s): GPUs are shared round-robin" in proc.stderr

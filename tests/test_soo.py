@@ -1,0 +1,236 @@
+"""SOO: the sweep rule, equivalence with the sequential algorithm, parallel asks, failures, discrete spaces."""
+
+import math
+from collections import deque
+
+import numpy as np
+import pytest
+
+from pbo.objectives.synthetic import FUNCTIONS
+from pbo.optimizers import make_optimizer
+from pbo.optimizers.soo import SOO
+from pbo.space import Space
+from pbo.tree import EVALUATED, FAILED, INHERITED, Tree
+
+HARTMANN3 = FUNCTIONS["hartmann3"]
+
+
+def unit_space(dim):
+    return Space.from_dict({f"x{i + 1}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(dim)})
+
+
+def reference_soo(f, dim, n_evals, k=3):
+    """Sequential SOO written straight from Munos (2011), Algorithm 3: the unit points it evaluates, in order."""
+    nodes = [{"lo": np.zeros(dim), "hi": np.ones(dim), "depth": 0, "leaf": True}]
+    nodes[0]["c"] = np.full(dim, 0.5)
+    nodes[0]["v"] = f(nodes[0]["c"])
+    evaluated = [nodes[0]["c"]]
+    t = 0
+    while True:
+        v_max, h = -math.inf, 0
+        while h <= min(max(n["depth"] for n in nodes), math.sqrt(t)):
+            leaves = [n for n in nodes if n["leaf"] and n["depth"] == h]
+            if leaves:
+                best = max(leaves, key=lambda n: n["v"])  # first of the ties = oldest
+                if best["v"] >= v_max:
+                    side = int(np.argmax(best["hi"] - best["lo"]))
+                    cuts = np.linspace(best["lo"][side], best["hi"][side], k + 1)
+                    for i in range(k):
+                        lo, hi = best["lo"].copy(), best["hi"].copy()
+                        lo[side], hi[side] = cuts[i], cuts[i + 1]
+                        child = {"lo": lo, "hi": hi, "depth": h + 1, "leaf": True}
+                        if i == k // 2 and k % 2:
+                            child["c"], child["v"] = best["c"], best["v"]
+                        else:
+                            child["c"] = (lo + hi) / 2
+                            child["v"] = f(child["c"])
+                            evaluated.append(child["c"])
+                            if len(evaluated) == n_evals:
+                                return evaluated
+                        nodes.append(child)
+                    best["leaf"] = False
+                    v_max = best["v"]
+                    t += 1
+            h += 1
+
+
+def run_sequential(opt, f, n):
+    points = []
+    for _ in range(n):
+        cand = opt.ask()
+        points.append(cand.u)
+        opt.tell(cand.id, f(cand.params))
+    return points
+
+
+def run_parallel(opt, f, n, workers, seed=0):
+    """Keep `workers` asks outstanding; results come back in a random order."""
+    rng = np.random.default_rng(seed)
+    pending, asked = [], []
+    while len(asked) < n or pending:
+        while len(pending) < workers and len(asked) < n:
+            cand = opt.ask()
+            assert cand is not None, "ask found no work while leaves could be split"
+            pending.append(cand)
+            asked.append(cand)
+        cand = pending.pop(rng.integers(len(pending)))
+        opt.tell(cand.id, f(cand.params))
+    return asked
+
+
+def test_one_worker_reproduces_the_sequential_algorithm():
+    expected = reference_soo(HARTMANN3.at_unit, 3, 150)
+    got = run_sequential(SOO(unit_space(3)), HARTMANN3, 150)
+    assert np.allclose(np.array(got), np.array(expected), atol=1e-12)
+
+
+def test_soo_is_deterministic():
+    a = run_sequential(SOO(unit_space(3)), HARTMANN3, 60)
+    b = run_sequential(SOO(unit_space(3)), HARTMANN3, 60)
+    assert np.array_equal(np.array(a), np.array(b))
+
+
+def hand_built():
+    """Root 0; children 1 (1.0), 2 (inherits 0.0), 3 (3.0); 3's children 4 (0.5), 5 (3.0), 6 (0.8);
+    5's children 7 (2.5), 8 (3.0), 9 (2.0)."""
+    opt = SOO(unit_space(2), h_max=3)
+    tree = Tree(2)
+    tree.set_value(0, 0.0, EVALUATED)
+    for parent, values in ((0, (1.0, 3.0)), (3, (0.5, 0.8)), (5, (2.5, 2.0))):
+        left, _, right = tree.expand(parent)
+        tree.set_value(left.id, values[0], EVALUATED)
+        tree.set_value(right.id, values[1], EVALUATED)
+    opt.tree, opt._queue, opt.n_expansions = tree, deque(), 3
+    return opt
+
+
+def test_sweep_expands_the_best_leaf_per_depth_when_not_below_v_max():
+    opt = hand_built()
+    parents = []
+    for _ in range(8):
+        cand = opt.ask()
+        parents.append(opt.tree.nodes[cand.meta["node"]].parent)
+        opt.tell(cand.id, -10.0)
+    # depth 1: node 1 (1.0; v_max = 1.0); depth 2: 1's middle child 11 inherits 1.0 >= v_max, beating
+    # nodes 4 (0.5) and 6 (0.8); depth 3: node 8 (3.0); then a new sweep starts at depth 1 with node 2.
+    assert parents == [1, 1, 11, 11, 8, 8, 2, 2]
+
+
+def test_sweep_skips_a_depth_whose_best_leaf_is_below_v_max():
+    opt = hand_built()
+    opt.tree.set_value(1, 2.9, EVALUATED)  # depth 1 best: 2.9; depth 2 then holds only lower values
+    first = [opt.tree.nodes[opt.ask().meta["node"]].parent for _ in range(2)]
+    assert first == [1, 1]
+    for cand in opt.pending():
+        opt.tell(cand.id, -10.0)
+    # depth 2: 1's middle child (2.9) is the best leaf and ties v_max, so it is expanded; depth 3: node 8.
+    assert opt.tree.nodes[opt.ask().meta["node"]].parent == 11
+
+
+def test_eight_outstanding_asks_never_repeat_a_point_and_always_find_work():
+    opt = SOO(unit_space(3))
+    asked = run_parallel(opt, HARTMANN3, 200, workers=8)
+    keys = {tuple(np.round(c.u, 12)) for c in asked}
+    assert len(keys) == len(asked) == 200
+
+
+def test_parallel_run_still_converges():
+    opt = SOO(unit_space(3))
+    run_parallel(opt, HARTMANN3, 200, workers=8)
+    assert HARTMANN3.optimum - opt.best().value < 0.1
+
+
+def test_pending_centre_is_waited_for_not_proposed_again():
+    opt = SOO(unit_space(1))
+    root = opt.ask()
+    children = [opt.ask(), opt.ask()]  # root still pending: the root is split speculatively
+    middle = opt.tree.nodes[2]
+    assert middle.candidate == root.id and middle.state == "pending"
+    assert {opt.tree.nodes[c.meta["node"]].parent for c in children} == {0}
+    opt.tell(root.id, 1.0)
+    assert (middle.state, middle.value) == (INHERITED, 1.0)
+    assert opt.tree.root.state == EVALUATED
+
+
+def failing_hartmann(params):
+    return None if params["x1"] > 0.6 else HARTMANN3(params)
+
+
+def run_with_failures(opt, n):
+    for _ in range(n):
+        cand = opt.ask()
+        value = failing_hartmann(cand.params)
+        if value is None:
+            opt.tell_failure(cand.id, "diverged")
+        else:
+            opt.tell(cand.id, value)
+
+
+def test_failures_rank_below_values_and_never_crash():
+    opt = SOO(unit_space(3))
+    run_with_failures(opt, 150)
+    failed = [n for n in opt.tree.nodes if n.state == FAILED]
+    assert failed and all(n.center[0] > 0.6 for n in failed)
+    assert opt.best().candidate.params["x1"] <= 0.6
+    assert opt.tree_table()["state"].tolist().count("failed") == len(failed)
+
+
+def test_failure_policy_never_leaves_failed_cells_unsplit():
+    opt = SOO(unit_space(3), failure="never")
+    run_with_failures(opt, 150)
+    assert not any(n.expanded for n in opt.tree.nodes if n.state == FAILED)
+
+
+def test_restore_after_tells_with_outstanding_asks_gives_the_same_next_proposals():
+    space = unit_space(3)
+    live = SOO(space)
+    rng = np.random.default_rng(1)
+    outstanding = [live.ask() for _ in range(5)]
+    for _ in range(40):
+        cand = outstanding.pop(rng.integers(len(outstanding)))
+        live.tell(cand.id, HARTMANN3(cand.params))
+        outstanding.append(live.ask())
+    restored = SOO(space)
+    restored.load_state_dict(live.state_dict())
+    for cand in outstanding:
+        for opt in (live, restored):
+            opt.tell(cand.id, HARTMANN3(cand.params))
+    nxt = [(live.ask(), restored.ask()) for _ in range(20)]
+    assert all(a.id == b.id and np.array_equal(a.u, b.u) for a, b in nxt)
+
+
+def test_discrete_space_is_exhausted_without_repeating_a_point():
+    space = Space.from_dict({"r": {"type": "int", "low": 1, "high": 5},
+                             "c": {"type": "categorical", "choices": ["a", "b"]}})
+    opt = SOO(space)
+    seen = []
+    while (cand := opt.ask()) is not None:
+        seen.append((cand.params["r"], cand.params["c"]))
+        opt.tell(cand.id, -abs(cand.params["r"] - 4) + (cand.params["c"] == "b"))
+    assert sorted(seen) == sorted((r, c) for r in range(1, 6) for c in "ab")
+    assert opt.best().candidate.params == {"r": 4, "c": "b"}
+    assert any(n.state == INHERITED and n.parent >= 0 and n.center.tolist() != opt.tree.nodes[n.parent].center.tolist()
+               for n in opt.tree.nodes)
+
+
+def test_minimize_reports_tree_values_in_the_users_sign():
+    opt = SOO(unit_space(1), minimize=True)
+    cand = opt.ask()
+    opt.tell(cand.id, 3.0)
+    assert opt.tree_table()["value"][0] == 3.0
+
+
+@pytest.mark.parametrize("options, message", [({"k": 1}, "k must be"), ({"failure": "retry"}, "failure must"),
+                                              ({"h_max": -1}, "h_max must")])
+def test_bad_options_are_refused_in_one_line(options, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer("soo", unit_space(1), **options)
+
+
+def test_branin_sanity(capsys):
+    f = FUNCTIONS["branin"]
+    opt = make_optimizer("soo", Space.from_dict(f.space()))
+    run_sequential(opt, f, 200)
+    with capsys.disabled():
+        print(f"\nSOO branin regret after 200 evaluations: {f.optimum - opt.best().value:.2e}")
+    assert f.optimum - opt.best().value < 1e-2

@@ -1,0 +1,107 @@
+"""GP surrogate: predictions in original units, refit schedule, cheap conditioning, named failures."""
+
+import numpy as np
+import pytest
+
+import pbo.surrogate as surrogate
+from pbo.surrogate import GPSurrogate, ModelFittingError
+
+
+def data(n, seed=0):
+    u = np.random.default_rng(seed).random((n, 2))
+    return u, np.sin(5 * u[:, 0]) + u[:, 1] ** 2
+
+
+def test_interpolates_data_and_is_uncertain_far_from_it():
+    u, y = data(30)
+    gp = GPSurrogate(dim=2)
+    gp.update(u, y)
+    mean, sd = gp.predict(u[:5])
+    assert np.allclose(mean, y[:5], atol=1e-2) and np.all(sd < 0.05)
+    near = GPSurrogate(dim=2)
+    near.update(u[u[:, 0] < 0.5], y[u[:, 0] < 0.5])
+    _, sd_near = near.predict(np.array([[0.25, 0.5]]))
+    _, sd_far = near.predict(np.array([[0.95, 0.5]]))
+    assert sd_far[0] > 5 * sd_near[0]
+
+
+def test_predictions_are_in_the_units_of_the_data():
+    u, y = data(20)
+    a, b = GPSurrogate(dim=2), GPSurrogate(dim=2)
+    a.update(u, y)
+    b.update(u, 1000.0 * y + 7.0)
+    test = np.random.default_rng(1).random((4, 2))
+    (ma, sa), (mb, sb) = a.predict(test), b.predict(test)
+    assert np.allclose(mb, 1000.0 * ma + 7.0, rtol=1e-4)
+    assert np.allclose(sb, 1000.0 * sa, rtol=1e-4)
+
+
+def test_hyperparameters_are_refitted_only_when_data_grew_enough():
+    u, y = data(40)
+    gp = GPSurrogate(dim=2, refit_growth=0.5)
+    fits = []
+    for n in range(10, 41):
+        gp.update(u[:n], y[:n])
+        fits.append(gp.n_fits)
+    # fitted at 10, 15, 23 and 35 points (each time the data grew by 50%), conditioned in between
+    assert [10 + fits.index(k) for k in (1, 2, 3, 4)] == [10, 15, 23, 35] and fits[-1] == 4
+
+
+def test_new_points_are_conditioned_on_between_refits():
+    u, y = data(21)
+    gp = GPSurrogate(dim=2, refit_growth=1.0)
+    gp.update(u[:20], y[:20])
+    before = gp.predict(u[20:])[0]
+    gp.update(u, y)
+    after, sd = gp.predict(u[20:])
+    assert gp.n_fits == 1
+    assert abs(after[0] - y[20]) < abs(before[0] - y[20]) and abs(after[0] - y[20]) < 1e-2 and sd[0] < 0.05
+
+
+def test_same_data_gives_the_same_model():
+    u, y = data(25)
+    test = np.random.default_rng(2).random((5, 2))
+    preds = []
+    for _ in range(2):
+        gp = GPSurrogate(dim=2)
+        for n in range(2, 26):
+            gp.update(u[:n], y[:n])
+        preds.append(gp.predict(test))
+    assert np.array_equal(preds[0][0], preds[1][0]) and np.array_equal(preds[0][1], preds[1][1])
+
+
+def test_no_model_before_min_points_is_a_named_error():
+    gp = GPSurrogate(dim=2, min_points=3)
+    gp.update(*data(2))
+    assert not gp.ready
+    with pytest.raises(ModelFittingError, match="needs 3"):
+        gp.predict(np.array([[0.5, 0.5]]))
+
+
+def test_failed_first_fit_raises_a_named_error(monkeypatch):
+    def diverge(mll):
+        raise RuntimeError("line search failed")
+
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", diverge)
+    gp = GPSurrogate(dim=2)
+    with pytest.raises(ModelFittingError, match="line search failed"):
+        gp.update(*data(10))
+    with pytest.raises(ModelFittingError):
+        gp.predict(np.array([[0.5, 0.5]]))
+
+
+def test_failed_refit_keeps_the_earlier_hyperparameters(monkeypatch):
+    u, y = data(30)
+    gp = GPSurrogate(dim=2)
+    gp.update(u[:10], y[:10])
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(RuntimeError("nan")))
+    gp.update(u, y)
+    assert gp.n_fits == 1 and gp.n == 30
+    assert np.allclose(gp.predict(u[25:])[0], y[25:], atol=1e-2)
+
+
+def test_failed_values_are_refused():
+    u, y = data(5)
+    y[2] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        GPSurrogate(dim=2).update(u, y)
