@@ -1,10 +1,17 @@
 """MPI launch helpers: hostfile generation from OAR / SLURM node lists."""
 
+import os
+import shutil
+import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mpi.hostfile import HostfileError, expand_nodelist, format_hostfile, hosts_from_nodefile, main, plan_ranks
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_oar_nodefile_gives_each_host_once_in_order():
@@ -56,3 +63,50 @@ def test_cli_names_a_missing_node_file(tmp_path, capsys):
     assert main(["--oar-nodefile", str(tmp_path / "none"), "--gpus-per-node", "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read the OAR node file" in err
+
+
+def test_bind_reads_the_node_layout_from_each_launcher():
+    from mpi.bind import ranks_on_node
+
+    hydra = {"PMI_RANK": "6", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "4"}
+    openmpi = {"OMPI_COMM_WORLD_RANK": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "4"}
+    slurm = {"SLURM_PROCID": "6", "SLURM_LOCALID": "1", "SLURM_NODEID": "1", "SLURM_TASKS_PER_NODE": "5,4(x2)"}
+    for environ in (hydra, openmpi, slurm):
+        assert ranks_on_node(environ) == (6, [5, 6, 7, 8])
+
+
+def test_bind_outside_a_launcher_names_the_variables_it_looked_for():
+    from mpi.bind import BindError, ranks_on_node
+
+    with pytest.raises(BindError, match="MPI_LOCALRANKID"):
+        ranks_on_node({})
+
+
+def mpirun():
+    beside = Path(sys.executable).parent / "mpirun"
+    return str(beside) if beside.exists() else shutil.which("mpirun")
+
+
+def run_under_mpirun(*args, np=3):
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([mpirun(), "-np", str(np), sys.executable, *args], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+def test_hello_prints_host_rank_local_rank_and_gpu_of_every_rank():
+    result = run_under_mpirun("mpi/hello.py", "--gpus", "2")
+    assert result.returncode == 0, result.stderr
+    host = socket.gethostname()
+    assert result.stdout.splitlines() == [
+        f"host {host} rank 0/3 local rank 0/3 master gpu none (CPU)",
+        f"host {host} rank 1/3 local rank 1/3 worker gpu 0",
+        f"host {host} rank 2/3 local rank 2/3 worker gpu 1",
+    ]
+
+
+def test_bind_wrapper_pins_each_worker_to_its_own_gpu_before_the_command_starts():
+    show = [sys.executable, "-c", "import os; print(os.environ['PMI_RANK'], repr(os.environ['CUDA_VISIBLE_DEVICES']))"]
+    result = run_under_mpirun("mpi/bind.py", "--gpus", "2", "--", *show)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["0 ''", "1 '0'", "2 '1'"]
