@@ -12,7 +12,7 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -75,8 +75,12 @@ class RunSummary:
 def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: Recorder | None = None,
               baseline: bool = False, max_failures: int | None = None,
               should_stop: Callable[[], bool] = lambda: False,
-              on_result: Callable[[TrialResult, RunSummary], None] | None = None) -> RunSummary:
+              on_result: Callable[[TrialResult, RunSummary], None] | None = None,
+              redo: Sequence[Candidate] = (), dispatched: int = 0) -> RunSummary:
     """Evaluate `budget` candidates (plus the objective's baseline as trial 0 if `baseline`).
+
+    A resumed run passes the candidates that were in flight when it was killed as `redo` (issued again
+    first, never asked again) and the evaluations the budget already counts, them included, as `dispatched`.
 
     Ends when the budget is dispatched and nothing is in flight, or early (see `RunSummary.stopped`): when the
     optimizer has nothing to propose and nothing pending (the space is exhausted), when more than
@@ -87,7 +91,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     idle: deque[int] = deque(backend.workers)
     in_flight: dict[int, tuple[Candidate | None, float]] = {}  # trial id -> (candidate, t_submit)
     received: dict[int, float] = {}  # worker -> when its last outcome arrived
-    dispatched = 0
+    queue = deque(redo)
     sign = -1.0 if optimizer.minimize else 1.0
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
@@ -102,7 +106,11 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     if baseline and idle:
         dispatch(idle.popleft(), Task(0, {}, baseline=True), None)
     while True:
-        while idle and dispatched < budget and not summary.stopped and not should_stop():
+        while idle and (queue or dispatched < budget) and not summary.stopped and not should_stop():
+            if queue:
+                candidate = queue.popleft()
+                dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
+                continue
             candidate = optimizer.ask()
             if candidate is None:
                 if not optimizer.pending():

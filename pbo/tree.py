@@ -53,10 +53,6 @@ class Node:
     candidate: int = -1
     children: list[int] = field(default_factory=list)
 
-    @property
-    def known(self) -> bool:
-        return self.state in (EVALUATED, INHERITED, APPROXIMATED)
-
 
 class Tree:
     """Nodes in creation order (node id = index), with the leaves of each depth kept for the sweeps.
@@ -73,6 +69,8 @@ class Tree:
         lower, upper = np.zeros(self.dim), np.ones(self.dim)
         self.nodes: list[Node] = [Node(0, -1, 0, lower, upper, (lower + upper) / 2)]
         self._leaves: dict[int, dict[int, None]] = {0: {0: None}}  # depth -> leaf ids (ordered set)
+        self._sides: dict[int, int | None] = {}  # node id -> side to split (see split_side)
+        self._boxes = {key: np.empty((0, self.dim)) for key in ("lower", "upper", "center")}  # see table()
 
     @property
     def root(self) -> Node:
@@ -87,24 +85,31 @@ class Tree:
 
     def split_side(self, node: Node) -> int | None:
         """The side to split: the widest splittable one, lowest index on ties; None if none is."""
-        widths = node.upper - node.lower
-        best = None
-        for side in range(self.dim):
-            if len(self._cuts(node, side, 2)) < 3:
-                continue
-            if best is None or widths[side] > widths[best]:
-                best = side
-        return best
+        if node.id not in self._sides:
+            widths = node.upper - node.lower
+            best = None
+            for side in range(self.dim):
+                if self._splittable(node, side) and (best is None or widths[side] > widths[best]):
+                    best = side
+            self._sides[node.id] = best
+        return self._sides[node.id]
 
     def can_expand(self, node: Node) -> bool:
         return not node.expanded and self.split_side(node) is not None
 
+    def _splittable(self, node: Node, side: int) -> bool:
+        """A continuous side wider than MIN_WIDTH, or a discrete side that holds two values or more."""
+        edges = self.edges[side]
+        if edges is None:
+            return node.upper[side] - node.lower[side] > MIN_WIDTH
+        return np.searchsorted(edges, node.upper[side]) - np.searchsorted(edges, node.lower[side]) >= 2
+
     def _cuts(self, node: Node, side: int, k: int) -> np.ndarray:
-        """Where to cut a side into (at most) k parts: k + 1 positions from its lower to its upper end."""
+        """Where to cut a splittable side into (at most) k parts: from its lower to its upper end."""
         lo, hi = node.lower[side], node.upper[side]
         edges = self.edges[side]
         if edges is None:
-            return np.linspace(lo, hi, k + 1) if hi - lo > MIN_WIDTH else np.array([lo, hi])
+            return np.linspace(lo, hi, k + 1)
         first, last = int(np.searchsorted(edges, lo)), int(np.searchsorted(edges, hi))
         parts = min(k, last - first)
         return edges[[first + round(j * (last - first) / parts) for j in range(parts + 1)]]
@@ -143,18 +148,26 @@ class Tree:
         node.value, node.state = float(value), state
 
     def table(self, sign: float = 1.0) -> dict[str, np.ndarray]:
-        """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`."""
-        n = len(self.nodes)
+        """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`.
+
+        Called after every result, so the boxes (fixed once a node exists) are stacked only for new nodes.
+        """
+        nodes, n = self.nodes, len(self.nodes)
+        cached = len(self._boxes["lower"])
+        if cached < n:
+            for key in self._boxes:
+                fresh = np.stack([getattr(x, key) for x in nodes[cached:]])
+                self._boxes[key] = np.concatenate([self._boxes[key], fresh])
+        states = np.empty(n, dtype=object)
+        states[:] = [x.state for x in nodes]
         return {
             "node_id": np.arange(n, dtype=np.int64),
-            "parent": np.array([x.parent for x in self.nodes], dtype=np.int64),
-            "depth": np.array([x.depth for x in self.nodes], dtype=np.int64),
-            "lower": np.array([x.lower for x in self.nodes]).reshape(n, self.dim),
-            "upper": np.array([x.upper for x in self.nodes]).reshape(n, self.dim),
-            "center": np.array([x.center for x in self.nodes]).reshape(n, self.dim),
-            "value": np.array([sign * x.value for x in self.nodes], dtype=float),
-            "state": np.array([x.state for x in self.nodes], dtype=object),
-            "expanded": np.array([x.expanded for x in self.nodes], dtype=bool),
+            "parent": np.fromiter((x.parent for x in nodes), np.int64, n),
+            "depth": np.fromiter((x.depth for x in nodes), np.int64, n),
+            **{key: column.copy() for key, column in self._boxes.items()},
+            "value": sign * np.fromiter((x.value for x in nodes), float, n),
+            "state": states,
+            "expanded": np.fromiter((x.expanded for x in nodes), bool, n),
         }
 
 

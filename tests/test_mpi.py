@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+from pbo_process import ROOT, command, environment, mpirun, run_pbo, trials, write_config
 
-pytestmark = pytest.mark.skipif(__import__("pbo_process").mpirun() is None, reason="mpirun not found")
+pytestmark = pytest.mark.skipif(mpirun() is None, reason="mpirun not found")
 
 
 @pytest.mark.parametrize("np", [3, 5])
@@ -85,3 +85,16 @@ def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_non
     pinned = sorted(p.read_text() for p in tmp_path.glob("*.gpus"))
     assert pinned == ["0", "0", "1"]  # 3 workers on 2 GPUs: round-robin
     assert "3 workers x 1 GPU(s) on a node with 2 GPU(s): GPUs are shared round-robin" in proc.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_run_naming_its_rank_and_host():
+    proc = run_pbo(["--objective", "master_only:objective", "--space", "{x: {type: float, low: 0, high: 1}}",
+                    "--budget", "4"], np=3)
+    assert proc.returncode == 1
+    assert "worker failed to start: rank 1 on " in proc.stderr and "the data set is not mounted" in proc.stderr
+    assert trials(proc.stdout) == []
+
+
+def test_simulate_under_mpirun_is_refused_in_one_line():
+    proc = run_pbo(["--objective", "branin", "--simulate", "4", "--cost", "{mean: 1}"], np=2)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "simulate" in proc.stderr

@@ -105,3 +105,40 @@ def test_failed_values_are_refused():
     y[2] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         GPSurrogate(dim=2).update(u, y)
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(ValueError, match="unknown kernel 'periodic'"):
+        GPSurrogate(dim=2, kernel="periodic")
+
+
+def test_both_kernels_fit_smooth_data():
+    u, y = data(30)
+    for kernel in ("matern", "rbf"):
+        gp = GPSurrogate(dim=2, kernel=kernel)
+        gp.update(u[:25], y[:25])
+        assert np.allclose(gp.predict(u[25:])[0], y[25:], atol=0.1)
+
+
+def test_extending_the_data_gives_the_model_of_a_full_factorization():
+    u, y = data(40)
+    grown = GPSurrogate(dim=2, refit_growth=10.0)
+    grown.update(u[:20], y[:20])
+    for n in range(21, 41):
+        grown.update(u[:n], y[:n])  # one new row at a time, same hyperparameters
+    fresh = GPSurrogate(dim=2, refit_growth=10.0)
+    fresh.update(u[:20], y[:20])
+    fresh.update(u[::-1], y[::-1])  # reordered: no shared prefix, so factorized from scratch
+    test = np.random.default_rng(4).random((6, 2))
+    assert grown.n_fits == fresh.n_fits == 1
+    for a, b in zip(grown.predict(test), fresh.predict(test)):
+        assert np.allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_hyperparameters_are_fitted_on_at_most_max_fit_points():
+    u, y = data(60)
+    gp = GPSurrogate(dim=2, max_fit_points=20)
+    gp.update(u, y)
+    assert np.allclose(gp.predict(u[:5])[0], y[:5], atol=2e-2)
+    with pytest.raises(ValueError, match="max_fit_points"):
+        GPSurrogate(dim=2, min_points=5, max_fit_points=3)

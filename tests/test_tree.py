@@ -108,3 +108,15 @@ def test_table_has_the_log_columns_one_row_per_node():
 def test_unknown_state_is_refused():
     with pytest.raises(ValueError, match="unknown node state"):
         Tree(dim=1).set_value(0, 1.0, "done")
+
+
+def test_table_follows_the_tree_as_it_grows():
+    tree = Tree(dim=2)
+    tree.expand(0)
+    tree.table()
+    tree.expand(3)
+    tree.set_value(3, 4.0, EVALUATED)
+    table = tree.table()
+    assert len(table["node_id"]) == 7 and table["expanded"][3] and table["value"][3] == 4.0
+    for key in ("lower", "upper", "center"):
+        assert np.array_equal(table[key], np.array([getattr(n, key) for n in tree.nodes]))

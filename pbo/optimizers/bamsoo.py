@@ -53,14 +53,14 @@ def confidence_bound(n: int, eta: float) -> float:
 
 class BaMSOO(SOO):
     """Options: SOO's (`k`, `h_max`, `failure`), `eta` in (0, 1) (smaller: wider bounds, more evaluations),
-    `min_points` (real values before the GP is consulted), `refit_growth` (see GPSurrogate), `surrogate`
-    (any object with update/predict, e.g. a stub in tests; default a GPSurrogate)."""
+    `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see GPSurrogate),
+    `surrogate` (any object with update/predict, e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2,
+                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2, kernel: str = "matern",
                  surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure)
         if not 0 < eta < 1:
@@ -70,11 +70,12 @@ class BaMSOO(SOO):
         self.eta = float(eta)
         self.min_points = int(min_points)
         self.surrogate = surrogate if surrogate is not None else GPSurrogate(
-            space.dim, min_points=self.min_points, refit_growth=refit_growth, seed=seed)
+            space.dim, min_points=self.min_points, refit_growth=refit_growth, kernel=kernel, seed=seed)
         self.n_approximated = 0
         self._streak = 0  # approximations since the last child sent for evaluation
         self._f_plus = -math.inf
-        self._n_real = 0
+        self._real_u: list[np.ndarray] = []  # real values in the order they were told, so that the
+        self._real_y: list[float] = []  # surrogate sees its data only grow and extends its factor cheaply
         self._stale = True  # the surrogate has not seen the latest real values
         self._gp_ok = False
         self._estimates: dict[int, float] = {}  # pending node -> GP mean when it was sent for evaluation
@@ -82,7 +83,8 @@ class BaMSOO(SOO):
     def _tell(self, trial: Trial) -> None:
         super()._tell(trial)
         self._f_plus = max(self._f_plus, trial.score)
-        self._n_real += 1
+        self._real_u.append(trial.candidate.u)
+        self._real_y.append(trial.score)
         self._stale = True
 
     def _should_evaluate(self, node: Node) -> bool:
@@ -97,7 +99,7 @@ class BaMSOO(SOO):
 
     def _lower_bound_if_hopeless(self, node: Node) -> float | None:
         """mean - B_N sd at the node's centre when mean + B_N sd < f+; None when it must be evaluated."""
-        if self._n_real < self.min_points or not self._surrogate_ready():
+        if len(self._real_y) < self.min_points or not self._surrogate_ready():
             return None
         try:
             mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :]))
@@ -117,9 +119,8 @@ class BaMSOO(SOO):
         """Condition the surrogate on the real values told so far (once per change); False if it failed."""
         if self._stale:
             self._stale = False
-            u, y = self.completed()
             try:
-                self.surrogate.update(u, y)
+                self.surrogate.update(np.array(self._real_u), np.array(self._real_y))
                 self._gp_ok = True
             except ModelFittingError:
                 self._gp_ok = False

@@ -116,8 +116,6 @@ class SOO(Optimizer):
 
     def _resolve(self, node: Node) -> bool:
         """Give a new node its value if it needs no evaluation; True if its centre must be evaluated."""
-        if node.state != PENDING:
-            return False  # inherited at creation
         known = self.lookup(node.center)
         if known is None:
             return self._should_evaluate(node)
@@ -136,10 +134,10 @@ class SOO(Optimizer):
 
     def _sweep_step(self) -> bool:
         """Visit one depth of the current sweep; False when a whole sweep found nothing to expand."""
-        beyond_h_max = self._depth > min(self.tree.depth, self.h_max())
-        if beyond_h_max and not self._sweep_expanded and self._depth <= self.tree.depth:
-            pass  # every leaf within h_max is split or pending: look deeper rather than stall
-        elif beyond_h_max:
+        past_limit = self._depth > min(self.tree.depth, self.h_max())
+        # Past h_max with nothing split yet in this sweep, look deeper rather than stall; the sweep ends past
+        # h_max once it has split something, or past the deepest leaf.
+        if past_limit and (self._sweep_expanded or self._depth > self.tree.depth):
             idle = not self._sweep_expanded
             self._depth, self._v_max, self._sweep_expanded = 0, -math.inf, False
             if idle:  # a whole sweep from depth 0, with v_max = -inf throughout, found no leaf to split
