@@ -9,7 +9,7 @@ Example (a notebook):
 from analysis.convergence import plot_convergence
 from analysis.effects import plot_effects, plot_parallel_coordinates
 from analysis.partition import plot_depths, plot_partition, state_counts
-from analysis.report import write_report
+from analysis.document import write_report
 from analysis.runs import AnalysisError, Run, load_run
 from analysis.scaling import plot_scaling, scaling_markdown, scaling_points
 from analysis.tables import comparison_markdown, metrics_markdown

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from pbo.log import read
+from pbo.log.storage import LogError
+from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space
 
 OK, FAILED, TIMEOUT = "ok", "failed", "timeout"
@@ -116,21 +119,15 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read an HDF5 log written by pbo (finished, live or left by a killed run) into a `Run`."""
-    from pbo.log import read  # imported here so that figures work on hand-built runs without h5py
-
     try:
         data = read(path)
-    except Exception as exc:  # the log layer names the problem; keep it to one line
-        raise AnalysisError(f"{path}: not a readable pbo log ({str(exc).splitlines()[0] if str(exc) else exc})") \
-            from None
+    except LogError as exc:  # names the file and the problem
+        raise AnalysisError(str(exc).splitlines()[0]) from None
     return run_from_log(data, Path(path))
 
 
 def run_from_log(data: Any, path: Path) -> Run:
-    attrs = data.attrs
-    config = attrs.get("config") or {}
-    space = attrs.get("space")
-    space = space if isinstance(space, Space) else Space.from_dict(space)
+    attrs, config = data.attrs, data.config
     trials = {key: np.asarray(col) for key, col in data.trials.items()}
     baseline = None
     if len(trials.get("trial_id", ())) and (trials["trial_id"] == 0).any():
@@ -140,15 +137,19 @@ def run_from_log(data: Any, path: Path) -> Run:
         trials = {key: col[keep] for key, col in trials.items()}
     objective = str(config.get("objective", ""))
     return Run(
-        name=path.stem, algorithm=str(attrs.get("algorithm", config.get("algorithm", "?"))), space=space,
-        trials=trials, seed=int(attrs.get("seed", config.get("seed", 0))), objective=objective,
-        minimize=bool(config.get("minimize", False)), n_workers=int(attrs.get("n_workers", 0) or 0),
+        name=path.stem, algorithm=str(attrs["algorithm"]), space=data.space, trials=trials, seed=int(attrs["seed"]),
+        objective=objective, minimize=_minimized(config), n_workers=int(attrs.get("n_workers", 0) or 0),
         gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=_known_optimum(objective),
         metrics=list(data.metrics), baseline=baseline, tree=data.tree, path=str(path))
 
 
 def _known_optimum(objective: str) -> float | None:
-    from pbo.objectives.synthetic import FUNCTIONS
-
     function = FUNCTIONS.get(objective)
     return None if function is None else float(function.optimum)
+
+
+def _minimized(config: dict[str, Any]) -> bool:
+    """The config's `minimize`, else the sense a user objective declares in its options (built-ins maximize)."""
+    if config.get("minimize") is not None:
+        return bool(config["minimize"])
+    return bool((config.get("objective_options") or {}).get("minimize", False))

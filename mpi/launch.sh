@@ -47,7 +47,7 @@ _pbo_hosts_args() {
 
 _pbo_settings() {
   PBO_ROOT=${PBO_ROOT:-${SLURM_SUBMIT_DIR:-${OAR_WORKDIR:-$PWD}}}
-  [[ -f "$PBO_ROOT/pbo/run.py" || -f "$PBO_ROOT/mpi/hostfile.py" ]] ||
+  [[ -f "$PBO_ROOT/mpi/hostfile.py" ]] ||
     _pbo_die "PBO_ROOT=$PBO_ROOT is not the pbo repository (submit from its root or set PBO_ROOT)"
   if [[ -z "${PBO_PYTHON:-}" ]]; then
     if [[ -x "$PBO_ROOT/.venv/bin/python" ]]; then PBO_PYTHON=$PBO_ROOT/.venv/bin/python; else PBO_PYTHON=python3; fi
@@ -57,7 +57,8 @@ _pbo_settings() {
     [[ -x "$PBO_MPIRUN" ]] || PBO_MPIRUN=mpirun
   fi
   if [[ -z "${PBO_MPI_FLAVOR:-}" ]]; then
-    if "$PBO_MPIRUN" --version 2>&1 | grep -qi "open mpi\|open-rte\|openrte"; then PBO_MPI_FLAVOR=openmpi; else PBO_MPI_FLAVOR=mpich; fi
+    PBO_MPI_FLAVOR=mpich
+    "$PBO_MPIRUN" --version 2>&1 | grep -qi "open mpi\|open-rte" && PBO_MPI_FLAVOR=openmpi
   fi
   if [[ -z "${PBO_GPUS_PER_NODE:-}" ]]; then
     PBO_GPUS_PER_NODE=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') || true
@@ -81,8 +82,9 @@ _pbo_settings() {
   PBO_SMOKE=${PBO_SMOKE:-1}
 }
 
-# Fills MPI_OPTS (mpirun's options but -np: hostfile, environment, launcher, extras) and STUDY_CMD (the command
-# that runs the study: mpirun ... python -m pbo.run ..., or with PBO_DRIVER=scaling the scaling driver).
+# Fills MPI_OPTS (mpirun's options but -np: hostfile, environment, launcher, extras), SMOKE_CMD (mpi/hello.py on
+# the job's ranks) and STUDY_CMD (mpirun ... python -m pbo.run ..., or with PBO_DRIVER=scaling the driver).
+# Both get the GPU layout the hostfile was built for, so their GPU choice matches it.
 _pbo_commands() {
   local hostfile=$1 np=$2
   local -a launcher extra run_extra
@@ -95,6 +97,8 @@ _pbo_commands() {
     MPI_OPTS=(-f "$hostfile")
   fi
   MPI_OPTS+=("${launcher[@]}" "${extra[@]}")
+  local -a gpu_opts=(--gpus "$PBO_GPUS_PER_NODE" --gpus-per-worker "$PBO_GPUS_PER_WORKER")
+  SMOKE_CMD=("$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" mpi/hello.py "${gpu_opts[@]}")
   if [[ "${PBO_DRIVER:-}" == scaling ]]; then
     local workers=1 w
     for ((w = 2; w < np - 1; w *= 2)); do workers+=",$w"; done
@@ -105,11 +109,11 @@ _pbo_commands() {
       --out "$PBO_OUT" --mpirun "$PBO_MPIRUN" --mpirun-args "${MPI_OPTS[*]}" "${run_extra[@]}")
     return
   fi
-  STUDY_CMD=("$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" -m pbo.run --config "$PBO_CONFIG")
+  STUDY_CMD=("$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" -m pbo.run --config "$PBO_CONFIG"
+    "${gpu_opts[@]}")
   [[ -n "${PBO_ALGORITHM:-}" ]] && STUDY_CMD+=(--algorithm "$PBO_ALGORITHM")
   [[ -n "${PBO_SEED:-}" ]] && STUDY_CMD+=(--seed "$PBO_SEED")
   [[ -n "${PBO_BUDGET:-}" ]] && STUDY_CMD+=(--budget "$PBO_BUDGET")
-  [[ "$PBO_GPUS_PER_WORKER" != 1 ]] && STUDY_CMD+=(--gpus-per-worker "$PBO_GPUS_PER_WORKER")
   if [[ -e "$PBO_LOG" ]]; then STUDY_CMD+=(--resume "$PBO_LOG"); else STUDY_CMD+=(--out "$PBO_LOG"); fi
   STUDY_CMD+=("${run_extra[@]}")
 }
@@ -181,14 +185,14 @@ pbo_job_main() {
     echo "# hostfile $hostfile ($np ranks: 1 master + $((np - 1)) workers)"
     cat "$written"
     rm -f "$written"
-    if [[ "$PBO_SMOKE" == 1 ]]; then echo "# smoke test"; _pbo_quote "$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" mpi/hello.py; fi
+    if [[ "$PBO_SMOKE" == 1 ]]; then echo "# smoke test"; _pbo_quote "${SMOKE_CMD[@]}"; fi
     echo "# study"
     _pbo_quote "${STUDY_CMD[@]}"
     return 0
   fi
   echo "pbo job: $PBO_STUDY on $np ranks: ${STUDY_CMD[*]}" >&2
   if [[ "$PBO_SMOKE" == 1 ]]; then
-    "$PBO_MPIRUN" -np "$np" "${MPI_OPTS[@]}" "$PBO_PYTHON" mpi/hello.py ||
+    "${SMOKE_CMD[@]}" ||
       _pbo_die "the MPI smoke test (mpi/hello.py) failed"
   fi
   trap '_pbo_on_signal resubmit' USR1 USR2

@@ -1,16 +1,26 @@
-"""Post-hoc analysis: figures, tables and the report, first on runs built from plain arrays."""
+"""Post-hoc analysis: figures, tables and the report, on runs built from plain arrays and on real logs."""
+
+import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import yaml
 
-from analysis import (Run, comparison_markdown, metrics_markdown, plot_convergence, plot_depths, plot_effects,
-                      plot_parallel_coordinates, plot_partition, plot_timeline, state_counts, write_report)
+from analysis import (Run, comparison_markdown, load_run, metrics_markdown, plot_convergence, plot_depths,
+                      plot_effects, plot_parallel_coordinates, plot_partition, plot_timeline, state_counts,
+                      write_report)
 from analysis.convergence import curve
-from analysis.report import problem
+from analysis.document import problem
+from analysis.partition import has_tree
 from analysis.scaling import plot_scaling, scaling_markdown, scaling_points
 from analysis.timeline import busy_workers
+from pbo.log.writer import RunLog
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space
+from pbo_process import ROOT, run_pbo
 
 BRANIN = FUNCTIONS["branin"]
 
@@ -211,3 +221,96 @@ def test_weak_scaling_efficiency_is_time_ratio_with_budget_growing_with_w():
     weak = scaling_points(runs, "weak")
     assert weak[1].efficiency == pytest.approx(runs[0].makespan() / runs[1].makespan())
     assert weak[1].speedup == pytest.approx(4 * weak[1].efficiency)
+
+
+# ---- on real logs written by short synthetic runs of `python -m pbo.run` -------------------------------------
+
+HAS_BO = importlib.util.find_spec("pbo.optimizers.bo") is not None
+SIMULATED = ["--objective", "branin", "--simulate", "3", "--cost", "{kind: lognormal, mean: 60}", "--no-progress"]
+
+
+def report(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "analysis.report", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """SOO, BaMSOO (and GP-BO once it is on this branch) on the simulator, and LHS on 2 real local workers with
+    an objective that raises for half of its parameters."""
+    folder = tmp_path_factory.mktemp("logs")
+    runs = {"soo": SIMULATED + ["--algorithm", "soo", "--budget", "20"],
+            "bamsoo": SIMULATED + ["--algorithm", "bamsoo", "--budget", "15", "--seed", "1"]}
+    if HAS_BO:
+        runs["bo"] = SIMULATED + ["--algorithm", "bo", "--budget", "8"]
+    faulty = folder / "faulty.yaml"
+    faulty.write_text(yaml.safe_dump({
+        "objective": "faulty:behave", "objective_options": {"key": "score"}, "algorithm": "lhs", "budget": 8,
+        "workers": 2, "progress": False,
+        "space": {"mode": {"type": "categorical", "choices": ["ok", "raise"]},
+                  "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    runs["with-failures"] = ["--config", str(faulty)]
+    for name, args in runs.items():
+        result = run_pbo([*args, "--out", str(folder / f"{name}.h5")], timeout=300)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_logs_load_with_the_run_attributes(logs):
+    soo = load_run(logs / "soo.h5")
+    assert (soo.algorithm, soo.objective, soo.n_workers, len(soo)) == ("soo", "branin", 3, 20)
+    assert soo.optimum == BRANIN.optimum and has_tree(soo) and soo.ok.all()
+    faulty = load_run(logs / "with-failures.h5")
+    assert 0 < faulty.count("failed") < len(faulty) == 8
+    assert "score" in faulty.metrics
+
+
+def test_report_on_real_logs_writes_images_and_names_every_run(logs, tmp_path):
+    paths = sorted(logs.glob("*.h5"))
+    result = report(*map(str, paths), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    for path in paths:
+        assert f"## {path.stem}" in text
+    images = [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert {"soo-partition.png", "bamsoo-depths.png", "with-failures-timeline.png"} <= set(images)
+    for image in images:
+        assert (tmp_path / "report" / image).stat().st_size > 5000
+    assert "planned failure" in text
+
+
+@pytest.mark.skipif(not HAS_BO, reason="GP-BO (pbo.optimizers.bo) is not on this branch yet")
+def test_report_includes_the_gp_bo_run(logs):
+    bo = load_run(logs / "bo.h5")
+    assert bo.algorithm == "bo" and len(bo) == 8 and not has_tree(bo)
+
+
+def test_a_file_that_is_not_a_pbo_log_stops_the_report_with_one_line(tmp_path):
+    other = tmp_path / "notes.h5"
+    other.write_text("not hdf5")
+    result = report(str(other), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "notes.h5" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_log_is_named_and_nothing_is_reported(tmp_path):
+    space = Space.from_dict(BRANIN.space())
+    RunLog.create(tmp_path / "empty.h5", config={"objective": "branin"}, space=space, algorithm="soo", seed=0,
+                  n_workers=2).close()
+    result = report(str(tmp_path / "empty.h5"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 1
+    assert "empty.h5: the log holds no finished trial yet" in result.stderr
+
+
+def test_a_log_with_only_failures_is_reported_with_its_error(tmp_path):
+    config = tmp_path / "fail.yaml"
+    config.write_text(yaml.safe_dump({
+        "objective": "faulty:behave", "objective_options": {"key": "score"}, "algorithm": "random", "budget": 3,
+        "progress": False, "space": {"mode": {"type": "categorical", "choices": ["raise"]},
+                                     "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    assert run_pbo(["--config", str(config), "--out", str(tmp_path / "fail.h5")]).returncode == 0
+    result = report(str(tmp_path / "fail.h5"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0
+    assert "all 3 trials failed or timed out (first error: ZeroDivisionError: planned failure" in result.stderr
+    assert (tmp_path / "r" / "fail-timeline.png").stat().st_size > 5000

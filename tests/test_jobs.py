@@ -1,8 +1,11 @@
 """OAR and SLURM job scripts: syntax, and the hostfile and mpirun lines their dry runs print for 2 nodes x 4 GPUs."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +48,7 @@ def test_oar_dry_run_prints_hostfile_and_mpirun_line_for_2_nodes_of_4_gpus(tmp_p
     assert lines[-1] == (
         f"{Path(sys.executable).parent / 'mpirun'} -np 9 --hostfile {hosts} -x PYTHONPATH -x PATH "
         f"--mca plm_rsh_agent oarsh {sys.executable} -m pbo.run --config {tmp_path / 'study.yaml'} "
-        f"--algorithm soo --seed 3 --out {tmp_path / 'runs' / 'study.h5'}")
+        f"--gpus 4 --gpus-per-worker 1 --algorithm soo --seed 3 --out {tmp_path / 'runs' / 'study.h5'}")
     assert not hosts.exists(), "a dry run writes nothing"
 
 
@@ -57,15 +60,16 @@ def test_slurm_dry_run_prints_hostfile_and_mpirun_line_for_2_nodes_of_4_gpus(tmp
     assert result.stdout.splitlines()[1:3] == ["gpu07:5", "gpu08:4"]
     assert result.stdout.splitlines()[-1] == (
         f"mpirun -np 9 -f {hosts} {sys.executable} -m pbo.run --config {tmp_path / 'study.yaml'} "
-        f"--out {tmp_path / 'runs' / 'study.h5'}")
+        f"--gpus 4 --gpus-per-worker 1 --out {tmp_path / 'runs' / 'study.h5'}")
 
 
 def test_smoke_test_runs_on_the_same_ranks_before_the_study(tmp_path):
     result = dry_run("jobs/slurm/tiny.sh", tmp_path, SLURM_JOB_NODELIST="gpu[07-08]", PBO_MPIRUN="mpirun",
                      PBO_MPI_FLAVOR="mpich")
     lines = result.stdout.splitlines()
-    assert lines[lines.index("# smoke test") + 1] == f"mpirun -np 9 -f {tmp_path / 'runs' / 'study.hosts'} " \
-                                                     f"{sys.executable} mpi/hello.py"
+    assert lines[lines.index("# smoke test") + 1] == (
+        f"mpirun -np 9 -f {tmp_path / 'runs' / 'study.hosts'} {sys.executable} mpi/hello.py --gpus 4 "
+        f"--gpus-per-worker 1")
 
 
 @pytest.mark.parametrize("script", STUDY_JOBS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -106,3 +110,66 @@ def test_scaling_job_runs_the_driver_on_every_power_of_two_up_to_all_gpus(script
         f"{sys.executable} jobs/scaling/scaling.py --mode strong --workers 1,2,4,8 --budget 32 --algorithms "
         f"random,lhs --seed 0 --config {tmp_path / 'study.yaml'} --out {tmp_path / 's'} --mpirun mpirun "
         f"--mpirun-args -f\\ {tmp_path / 's' / 'hosts'}")
+
+
+def test_checkpoint_signal_stops_the_study_asks_oar_to_resubmit_and_the_rerun_resumes(tmp_path):
+    """A real OAR job on this machine (2 worker ranks + master): SIGUSR2 mid-run -> exit 99 with a partial
+    log; the resubmitted job resumes that log to the full budget without redoing a trial."""
+    from pbo.log import read
+
+    (tmp_path / "study.yaml").write_text(
+        "objective: branin\nalgorithm: lhs\nbudget: 10\ncost: {kind: fixed, mean: 0.4}\n")
+    (tmp_path / "nodes").write_text("localhost\nlocalhost\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBO_", "OAR_", "SLURM_", "CUDA_"))}
+    env.update(PBO_ROOT=str(ROOT), PBO_PYTHON=sys.executable, PBO_CONFIG=str(tmp_path / "study.yaml"),
+               PBO_GPUS_PER_NODE="2", PBO_MPI_FLAVOR="mpich", PBO_LAUNCHER_ARGS="", PBO_LOG=str(tmp_path / "run.h5"),
+               OAR_NODEFILE=str(tmp_path / "nodes"))
+    job = subprocess.Popen(["bash", str(ROOT / "jobs/oar/tiny.sh")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "run.h5").exists() and len(read(tmp_path / "run.h5").trials["trial_id"]) >= 2:
+            break
+        time.sleep(0.2)
+    job.send_signal(signal.SIGUSR2)
+    out, err = job.communicate(timeout=60)
+    assert job.returncode == 99, err
+    assert f"host {socket.gethostname()} rank 2/3 local rank 2/3 worker gpu 1" in out  # the smoke test ran first
+    done_before = read(tmp_path / "run.h5").trials["trial_id"]
+    assert 2 <= len(done_before) < 10
+
+    rerun = subprocess.run(["bash", str(ROOT / "jobs/oar/tiny.sh")], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    trial_ids = read(tmp_path / "run.h5").trials["trial_id"]
+    assert len(set(trial_ids)) == len(trial_ids) == 10
+
+
+def scaling_driver(*args):
+    return subprocess.run([sys.executable, str(ROOT / "jobs/scaling/scaling.py"), *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_weak_scaling_dry_run_grows_the_budget_with_the_workers(tmp_path):
+    result = scaling_driver("--mode", "weak", "--workers", "1,4", "--budget", "3", "--algorithms", "lhs",
+                            "--mpirun", "mpirun", "--mpirun-args", "-f hosts", "--out", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    one, four = result.stdout.splitlines()
+    assert one.startswith("mpirun -np 2 -f hosts ") and "--budget 3 " in one
+    assert four.startswith("mpirun -np 5 -f hosts ") and "--budget 12 " in four
+    assert four.endswith(f"--out {tmp_path / 'weak-real' / 'lhs-W4.h5'}")
+    assert not (tmp_path / "weak-real").exists()
+
+
+def test_simulated_strong_scaling_writes_figure_and_table_and_resumes_its_logs(tmp_path):
+    args = ["--simulate", "--workers", "1,2,4", "--budget", "8", "--algorithms", "random", "--out", str(tmp_path)]
+    result = scaling_driver(*args)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "strong-simulated"
+    assert (folder / "scaling.png").stat().st_size > 5000
+    rows = [line for line in (folder / "scaling.md").read_text().splitlines() if line.startswith("| random")]
+    assert [row.split(" | ")[1] for row in rows] == ["1", "2", "4"]
+    assert float(rows[2].split(" | ")[4]) > 2.0  # speedup at W = 4
+    again = scaling_driver(*args)
+    assert again.returncode == 0 and again.stdout.count("--resume") == 3
+    assert (folder / "scaling.md").read_text().count("| 8 |") == 3  # no evaluation redone

@@ -1,17 +1,14 @@
-"""MPI launch helpers: hostfile generation from OAR / SLURM node lists."""
+"""MPI launch helpers: hostfiles from OAR / SLURM node lists, the smoke test and the GPU binding wrapper."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from mpi.hostfile import HostfileError, expand_nodelist, format_hostfile, hosts_from_nodefile, main, plan_ranks
-
-ROOT = Path(__file__).resolve().parents[1]
+from pbo_process import ROOT, mpirun
 
 
 def test_oar_nodefile_gives_each_host_once_in_order():
@@ -80,11 +77,6 @@ def test_bind_outside_a_launcher_names_the_variables_it_looked_for():
 
     with pytest.raises(BindError, match="MPI_LOCALRANKID"):
         ranks_on_node({})
-
-
-def mpirun():
-    beside = Path(sys.executable).parent / "mpirun"
-    return str(beside) if beside.exists() else shutil.which("mpirun")
 
 
 def run_under_mpirun(*args, np=3):

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from analysis.runs import AnalysisError, load_run  # noqa: E402
 from analysis.scaling import plot_scaling, scaling_markdown, scaling_points  # noqa: E402
 
-STUDIES = {False: ROOT / "jobs" / "studies" / "scaling.yaml", True: ROOT / "jobs" / "studies" / "scaling_simulated.yaml"}
+#: The study config of real runs (False) and simulated ones (True).
+STUDIES = {False: ROOT / "jobs/studies/scaling.yaml", True: ROOT / "jobs/studies/scaling_simulated.yaml"}
 
 
 def find_mpirun() -> str:
