@@ -1,6 +1,5 @@
 """Post-hoc analysis: figures, tables and the report, on runs built from plain arrays and on real logs."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -225,7 +224,6 @@ def test_weak_scaling_efficiency_is_time_ratio_with_budget_growing_with_w():
 
 # ---- on real logs written by short synthetic runs of `python -m pbo.run` -------------------------------------
 
-HAS_BO = importlib.util.find_spec("pbo.optimizers.bo") is not None
 SIMULATED = ["--objective", "branin", "--simulate", "3", "--cost", "{kind: lognormal, mean: 60}", "--no-progress"]
 
 
@@ -237,13 +235,12 @@ def report(*args):
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
-    """SOO, BaMSOO (and GP-BO once it is on this branch) on the simulator, and LHS on 2 real local workers with
-    an objective that raises for half of its parameters."""
+    """SOO, BaMSOO and GP-BO on the simulator, and LHS on 2 real local workers with an objective that raises
+    for half of its parameters."""
     folder = tmp_path_factory.mktemp("logs")
     runs = {"soo": SIMULATED + ["--algorithm", "soo", "--budget", "20"],
-            "bamsoo": SIMULATED + ["--algorithm", "bamsoo", "--budget", "15", "--seed", "1"]}
-    if HAS_BO:
-        runs["bo"] = SIMULATED + ["--algorithm", "bo", "--budget", "8"]
+            "bamsoo": SIMULATED + ["--algorithm", "bamsoo", "--budget", "15", "--seed", "1"],
+            "bo": SIMULATED + ["--algorithm", "bo", "--budget", "8"]}
     faulty = folder / "faulty.yaml"
     faulty.write_text(yaml.safe_dump({
         "objective": "faulty:behave", "objective_options": {"key": "score"}, "algorithm": "lhs", "budget": 8,
@@ -261,6 +258,8 @@ def test_logs_load_with_the_run_attributes(logs):
     soo = load_run(logs / "soo.h5")
     assert (soo.algorithm, soo.objective, soo.n_workers, len(soo)) == ("soo", "branin", 3, 20)
     assert soo.optimum == BRANIN.optimum and has_tree(soo) and soo.ok.all()
+    bo = load_run(logs / "bo.h5")
+    assert bo.algorithm == "bo" and len(bo) == 8 and not has_tree(bo)
     faulty = load_run(logs / "with-failures.h5")
     assert 0 < faulty.count("failed") < len(faulty) == 8
     assert "score" in faulty.metrics
@@ -274,16 +273,10 @@ def test_report_on_real_logs_writes_images_and_names_every_run(logs, tmp_path):
     for path in paths:
         assert f"## {path.stem}" in text
     images = [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
-    assert {"soo-partition.png", "bamsoo-depths.png", "with-failures-timeline.png"} <= set(images)
+    assert {"soo-partition.png", "bamsoo-depths.png", "bo-effects.png", "with-failures-timeline.png"} <= set(images)
     for image in images:
         assert (tmp_path / "report" / image).stat().st_size > 5000
     assert "planned failure" in text
-
-
-@pytest.mark.skipif(not HAS_BO, reason="GP-BO (pbo.optimizers.bo) is not on this branch yet")
-def test_report_includes_the_gp_bo_run(logs):
-    bo = load_run(logs / "bo.h5")
-    assert bo.algorithm == "bo" and len(bo) == 8 and not has_tree(bo)
 
 
 def test_a_file_that_is_not_a_pbo_log_stops_the_report_with_one_line(tmp_path):
