@@ -32,7 +32,8 @@ class Run:
     `t_submit`, `t_start`, `t_end` (seconds), `error`, plus one array per metric in `metrics`.
 
     Trial 0, when present, is the objective's baseline (e.g. the untuned LLM): it is not an optimizer trial,
-    so `trials` excludes it and `baseline` holds its metrics.
+    so `trials` excludes it; `baseline` holds its metrics and `baseline_span` its (worker, t_start, t_end), which
+    count as busy worker time.
     """
 
     name: str
@@ -47,6 +48,7 @@ class Run:
     optimum: float | None = None
     metrics: list[str] = field(default_factory=list)
     baseline: dict[str, float] | None = None
+    baseline_span: tuple[int, float, float] | None = None
     tree: dict[str, np.ndarray] | None = None
     path: str = ""
 
@@ -93,8 +95,16 @@ class Run:
             return None, None
         return int(hit[0]) + 1, float(self.trials["t_end"][hit[0]])
 
+    def spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(worker, t_start, t_end) of every piece of worker time: the trials, then the baseline if logged."""
+        worker, start, end = self.trials["worker"], self.trials["t_start"], self.trials["t_end"]
+        if self.baseline_span is None:
+            return worker, start, end
+        return tuple(np.append(column, extra) for column, extra in zip((worker, start, end), self.baseline_span))
+
     def busy_seconds(self) -> float:
-        span = self.trials["t_end"] - self.trials["t_start"]
+        _, start, end = self.spans()
+        span = end - start
         return float(np.nansum(np.where(span > 0, span, 0.0)))
 
     def makespan(self) -> float:
@@ -129,10 +139,11 @@ def load_run(path: str | Path) -> Run:
 def run_from_log(data: Any, path: Path) -> Run:
     attrs, config = data.attrs, data.config
     trials = {key: np.asarray(col) for key, col in data.trials.items()}
-    baseline = None
+    baseline = span = None
     if len(trials.get("trial_id", ())) and (trials["trial_id"] == 0).any():
         i = int(np.flatnonzero(trials["trial_id"] == 0)[0])
         baseline = {m: float(trials[m][i]) for m in data.metrics if np.isfinite(trials[m][i])}
+        span = (int(trials["worker"][i]), float(trials["t_start"][i]), float(trials["t_end"][i]))
         keep = trials["trial_id"] != 0
         trials = {key: col[keep] for key, col in trials.items()}
     objective = str(config.get("objective", ""))
@@ -140,7 +151,7 @@ def run_from_log(data: Any, path: Path) -> Run:
         name=path.stem, algorithm=str(attrs["algorithm"]), space=data.space, trials=trials, seed=int(attrs["seed"]),
         objective=objective, minimize=_minimized(config), n_workers=int(attrs.get("n_workers", 0) or 0),
         gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=_known_optimum(objective),
-        metrics=list(data.metrics), baseline=baseline, tree=data.tree, path=str(path))
+        metrics=list(data.metrics), baseline=baseline, baseline_span=span, tree=data.tree, path=str(path))
 
 
 def _known_optimum(objective: str) -> float | None:

@@ -16,10 +16,12 @@ from matplotlib.patches import Patch
 from analysis.plotting import STATUS_COLORS, axes_or_new, new_figure
 from analysis.runs import Run
 
+BASELINE_COLOR = "0.55"
+
 
 def busy_workers(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """Step function (times, number of trials running from each time on), from the trials' start/end times."""
-    start, end = run.trials["t_start"], run.trials["t_end"]
+    _, start, end = run.spans()
     keep = np.isfinite(start) & np.isfinite(end)
     times = np.concatenate([start[keep], end[keep]])
     steps = np.concatenate([np.ones(keep.sum()), -np.ones(keep.sum())])
@@ -36,13 +38,19 @@ def plot_gantt(run: Run, ax=None) -> Figure:
         rows = np.flatnonzero((status == state) & np.isfinite(start) & np.isfinite(end))
         ax.barh(worker[rows], end[rows] - start[rows], left=start[rows], height=0.8, color=color,
                 edgecolor="white", linewidth=0.3)
+    if run.baseline_span is not None:
+        worker_0, start_0, end_0 = run.baseline_span
+        ax.barh([worker_0], [end_0 - start_0], left=[start_0], height=0.8, color=BASELINE_COLOR, edgecolor="white")
     ax.set_xlabel("wall-clock time (s)")
     ax.set_ylabel("worker")
-    if len(worker):
-        ax.set_yticks(np.unique(worker))
+    workers = np.unique(run.spans()[0])
+    if len(workers):
+        ax.set_yticks(workers)
     ax.invert_yaxis()
-    present = [state for state in STATUS_COLORS if (status == state).any()]
-    ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s) for s in present], fontsize="small", loc="lower right")
+    handles = [Patch(color=STATUS_COLORS[s], label=s) for s in STATUS_COLORS if (status == s).any()]
+    if run.baseline_span is not None:
+        handles.append(Patch(color=BASELINE_COLOR, label="baseline (trial 0)"))
+    ax.legend(handles=handles, fontsize="small", loc="lower right")
     ax.set_title(f"{run.name}: trials per worker")
     return fig
 

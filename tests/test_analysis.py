@@ -110,6 +110,14 @@ def test_utilization_is_busy_time_over_workers_times_makespan():
     assert 0.9 < run.utilization() <= 1.0
 
 
+def test_the_baseline_trial_counts_as_busy_time_and_gets_its_bar(tmp_path):
+    run = make_run(workers=2, metrics=True)
+    busy = run.busy_seconds()
+    run.baseline_span = (0, run.makespan(), run.makespan() + 5.0)
+    assert run.busy_seconds() == pytest.approx(busy + 5.0)
+    assert len(plot_timeline(run).axes[0].patches) == len(run) + 1
+
+
 def test_busy_workers_never_exceeds_the_worker_count():
     times, busy = busy_workers(make_run(workers=4))
     assert busy.max() == 4 and busy.min() == 0 and busy[-1] == 0

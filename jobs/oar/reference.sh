@@ -13,7 +13,7 @@
 #OAR --checkpoint 1800
 PBO_BATCH=oar
 PBO_STUDY=reference
-PBO_CONFIG=${PBO_CONFIG:-jobs/studies/llama_reference.yaml}
+PBO_CONFIG=${PBO_CONFIG:-jobs/studies/llama32_1b_alpaca.yaml}
 # shellcheck source=../../mpi/launch.sh
 source "${PBO_ROOT:-${OAR_WORKDIR:-$PWD}}/mpi/launch.sh" || exit 2
 pbo_job_main "$@"

@@ -9,7 +9,7 @@
 #OAR --checkpoint 300
 PBO_BATCH=oar
 PBO_STUDY=tiny
-PBO_CONFIG=${PBO_CONFIG:-pbo/studies/default.yaml}
+PBO_CONFIG=${PBO_CONFIG:-pbo/studies/tiny_llm.yaml}
 # shellcheck source=../../mpi/launch.sh
 source "${PBO_ROOT:-${OAR_WORKDIR:-$PWD}}/mpi/launch.sh" || exit 2
 pbo_job_main "$@"

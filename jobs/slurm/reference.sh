@@ -15,7 +15,7 @@
 #SBATCH --open-mode=append
 PBO_BATCH=slurm
 PBO_STUDY=reference
-PBO_CONFIG=${PBO_CONFIG:-jobs/studies/llama_reference.yaml}
+PBO_CONFIG=${PBO_CONFIG:-jobs/studies/llama32_1b_alpaca.yaml}
 # shellcheck source=../../mpi/launch.sh
 source "${PBO_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}/mpi/launch.sh" || exit 2
 pbo_job_main "$@"

@@ -13,7 +13,7 @@
 #SBATCH --open-mode=append
 PBO_BATCH=slurm
 PBO_STUDY=tiny
-PBO_CONFIG=${PBO_CONFIG:-pbo/studies/default.yaml}
+PBO_CONFIG=${PBO_CONFIG:-pbo/studies/tiny_llm.yaml}
 # shellcheck source=../../mpi/launch.sh
 source "${PBO_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}/mpi/launch.sh" || exit 2
 pbo_job_main "$@"
