@@ -118,8 +118,8 @@ class Run:
 
     def gpu_hours(self) -> float:
         """GPU time trials held, in hours (0 when every trial ran on the CPU)."""
-        devices = self.trials.get("device")
-        if devices is None or not any(str(d).startswith("cuda") for d in devices):
+        devices = self.trials.get("device")  # pbo.gpu labels: "gpu:0,1@host" or "cpu@host"
+        if devices is None or not any(str(d).startswith("gpu") for d in devices):
             return 0.0
         return self.busy_seconds() * self.gpus_per_worker / 3600.0
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -116,6 +117,15 @@ def test_the_baseline_trial_counts_as_busy_time_and_gets_its_bar(tmp_path):
     run.baseline_span = (0, run.makespan(), run.makespan() + 5.0)
     assert run.busy_seconds() == pytest.approx(busy + 5.0)
     assert len(plot_timeline(run).axes[0].patches) == len(run) + 1
+
+
+def test_gpu_hours_count_busy_time_of_gpu_workers_only():
+    run = make_run(workers=2)
+    run.trials["device"] = np.array(["cpu@n1"] * len(run))
+    assert run.gpu_hours() == 0.0
+    run.trials["device"] = np.array(["gpu:0,1@n1"] * len(run))
+    run.gpus_per_worker = 2
+    assert run.gpu_hours() == pytest.approx(2 * run.busy_seconds() / 3600)
 
 
 def test_busy_workers_never_exceeds_the_worker_count():
@@ -285,6 +295,25 @@ def test_report_on_real_logs_writes_images_and_names_every_run(logs, tmp_path):
     for image in images:
         assert (tmp_path / "report" / image).stat().st_size > 5000
     assert "planned failure" in text
+
+
+def test_report_on_a_live_log_shows_the_trials_finished_so_far(tmp_path):
+    log = tmp_path / "live.h5"
+    run = subprocess.Popen([sys.executable, "-m", "pbo.run", "--objective", "branin", "--algorithm", "lhs",
+                            "--budget", "6", "--cost", "{kind: fixed, mean: 1.0}", "--no-progress", "--out", str(log)],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and len(load_run(log)) >= 1) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result = report(str(log), "--out", str(tmp_path / "r"))
+        assert result.returncode == 0, result.stderr
+        listed = next(line for line in (tmp_path / "r" / "report.md").read_text().splitlines() if "**live**" in line)
+        assert int(listed.split(" trials on ")[0].rsplit(" ", 1)[1]) < 6
+    finally:
+        assert run.wait(timeout=60) == 0
+    assert len(load_run(log)) == 6
 
 
 def test_a_file_that_is_not_a_pbo_log_stops_the_report_with_one_line(tmp_path):
