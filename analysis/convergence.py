@@ -35,13 +35,14 @@ def common_optimum(runs: Sequence[Run]) -> float | None:
 
 def curve(run: Run, x: str, grid: np.ndarray, optimum: float | None) -> np.ndarray:
     """The run's best-so-far (or regret) sampled on `grid` (evaluation counts or seconds); NaN where unknown."""
+    if not len(run):
+        return np.full(len(grid), np.nan)
     best = run.best_so_far()
     if optimum is not None:
         best = np.maximum(np.abs(optimum - best), REGRET_FLOOR)
     where = run.trials["t_end"] if x == "time" else np.arange(1, len(run) + 1)
-    index = np.searchsorted(where, grid, side="right") - 1
-    out = np.where(index >= 0, best[np.clip(index, 0, max(len(best) - 1, 0))], np.nan) if len(best) else \
-        np.full(len(grid), np.nan)
+    index = np.searchsorted(where, grid, side="right") - 1  # the last result at or before each grid point
+    out = np.where(index >= 0, best[np.maximum(index, 0)], np.nan)
     if x == "evaluations":
         out[grid > len(run)] = np.nan  # a live run has not got there yet
     return out

@@ -9,15 +9,12 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from analysis.plotting import STATUS_COLORS, axes_or_new, axis_label, new_figure
+from analysis.plotting import STATUS_COLORS, axes_or_new, axis_label, panels, value_colormap
 from analysis.runs import FAILED, Run
 from pbo.space import Variable
 
@@ -33,8 +30,7 @@ def _format_axis(ax, var: Variable) -> None:
 def plot_effects(run: Run, ncols: int = 3) -> Figure:
     """One panel per variable: each OK trial's value against the variable's natural value, best trial ringed."""
     dim = run.space.dim
-    ncols = min(ncols, dim)
-    fig, axes = new_figure(ncols=ncols, nrows=math.ceil(dim / ncols), width=4.0, height=3.2)
+    fig, axes = panels(dim, ncols, width=4.0, height=3.2)
     ok, value, x = run.ok, run.trials["value"], run.trials["x"]
     best = run.best_index()
     floor = np.nanmin(value[ok]) if ok.any() else 0.0
@@ -49,8 +45,6 @@ def plot_effects(run: Run, ncols: int = 3) -> Figure:
         ax.set_xlabel(var.name)
         ax.set_ylabel(axis_label(run))
         ax.grid(alpha=0.3)
-    for ax in axes[dim:]:
-        ax.set_visible(False)
     axes[0].legend(fontsize="x-small")
     fig.suptitle(f"{run.name}: value against each hyperparameter (colour: trial order)")
     return fig
@@ -65,7 +59,7 @@ def plot_parallel_coordinates(run: Run, ax=None) -> Figure:
         ax.plot(positions, u[row], color="0.75", lw=0.6, alpha=0.7)
     if ok.any():
         norm = Normalize(np.nanmin(value[ok]), np.nanmax(value[ok]))
-        cmap = colormaps["viridis_r" if run.minimize else "viridis"]
+        cmap = value_colormap(run)
         for row in np.flatnonzero(ok)[np.argsort(run.score(value[ok]))]:  # best drawn last, on top
             ax.plot(positions, u[row], color=cmap(norm(value[row])), lw=1.0, alpha=0.85)
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=axis_label(run))

@@ -11,18 +11,16 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Sequence
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.plotting import axes_or_new, axis_label, new_figure
+from analysis.plotting import axes_or_new, axis_label, panels, value_colormap
 from analysis.runs import Run
 
 STATES = ("evaluated", "inherited", "approximated", "pending", "failed")
@@ -50,14 +48,13 @@ def plot_partition(run: Run, pairs: Sequence[tuple[int, int]] | None = None, nco
     if not has_tree(run):
         raise ValueError(f"{run.name}: the log has no partition tree ({run.algorithm} is not a tree method)")
     pairs = list(pairs or default_pairs(run.space.dim))
-    ncols = min(ncols, len(pairs))
-    fig, axes = new_figure(ncols=ncols, nrows=math.ceil(len(pairs) / ncols), width=4.2, height=4.0)
+    fig, axes = panels(len(pairs), ncols, width=4.2, height=4.0)
     tree = run.tree
     leaf = ~tree["expanded"].astype(bool)
     value, state = tree["value"], tree["state"]
     known = leaf & np.isfinite(value)
     norm = Normalize(*(np.nanmin(value[known]), np.nanmax(value[known])) if known.any() else (0, 1))
-    cmap = colormaps["viridis_r" if run.minimize else "viridis"]
+    cmap = value_colormap(run)
     names = run.space.names
     for ax, (i, j) in zip(axes, pairs):
         rects = [Rectangle((lo[i], lo[j]), hi[i] - lo[i], hi[j] - lo[j])
@@ -75,10 +72,8 @@ def plot_partition(run: Run, pairs: Sequence[tuple[int, int]] | None = None, nco
         ax.set_aspect("equal")
         ax.set_xlabel(f"{names[i]} (unit)")
         ax.set_ylabel(f"{names[j]} (unit)")
-    for ax in axes[len(pairs):]:
-        ax.set_visible(False)
     axes[0].legend(fontsize="x-small", loc="upper right")
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[: len(pairs)], label=axis_label(run), shrink=0.8)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=axis_label(run), shrink=0.8)
     fig.suptitle(f"{run.name}: leaf cells of the partition ({int(leaf.sum())} leaves)")
     return fig
 

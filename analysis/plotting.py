@@ -3,9 +3,12 @@ Agg rendering on save, and notebooks still show them), one colour per algorithm,
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Sequence
 
+from matplotlib import colormaps
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 from analysis.runs import FAILED, OK, TIMEOUT, Run
@@ -19,6 +22,20 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, [ax for row in axes for ax in row]
+
+
+def panels(n: int, ncols: int, width: float, height: float) -> tuple[Figure, list]:
+    """A grid of `n` axes, `ncols` wide at most; grid cells beyond `n` are hidden."""
+    ncols = max(1, min(ncols, n))
+    fig, axes = new_figure(ncols=ncols, nrows=math.ceil(n / ncols), width=width, height=height)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def value_colormap(run: Run) -> Colormap:
+    """Bright for good values whichever the objective's sense."""
+    return colormaps["viridis_r" if run.minimize else "viridis"]
 
 
 def axes_or_new(ax=None, width: float = 6.0, height: float = 4.0):
