@@ -21,7 +21,8 @@
 #   PBO_SMOKE          1: run mpi/hello.py first on the same ranks (prints the GPU binding)  [1]
 #   scaling only: PBO_SCALING_MODE strong|weak [strong], PBO_SCALING_WORKERS [1,2,4,...,all],
 #                 PBO_OUT the driver's folder [$PBO_ROOT/runs/<study>], PBO_BUDGET [32], PBO_ALGORITHM [random,lhs]
-# `--dry-run` prints the hostfile and the command lines instead of running them.
+# Settings may also be given as arguments (`oarsub -S "jobs/oar/reference.sh PBO_ALGORITHM=soo"`: OAR starts
+# jobs without the submitter's environment). `--dry-run` prints the hostfile and the command lines instead.
 
 PBO_RESUBMIT_EXIT=99 # OAR resubmits an idempotent job that exits with 99
 
@@ -160,12 +161,14 @@ _pbo_resubmit() {
 }
 
 pbo_job_main() {
-  local dry_run=0
-  case "${1:-}" in
-    --dry-run) dry_run=1 ;;
-    "") ;;
-    *) _pbo_die "unknown argument '$1' (the only one is --dry-run)" ;;
-  esac
+  local dry_run=0 arg
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) dry_run=1 ;;
+      PBO_[A-Z_]*=*) export "${arg?}" ;; # settings as arguments: OAR does not pass the submitter's environment
+      *) _pbo_die "unknown argument '$arg' (give --dry-run or PBO_NAME=value settings)" ;;
+    esac
+  done
   _pbo_settings
   _pbo_hosts_args
   local hostfile=${PBO_LOG%.h5}.hosts written np

@@ -173,3 +173,19 @@ def test_simulated_strong_scaling_writes_figure_and_table_and_resumes_its_logs(t
     again = scaling_driver(*args)
     assert again.returncode == 0 and again.stdout.count("--resume") == 3
     assert (folder / "scaling.md").read_text().count("| 8 |") == 3  # no evaluation redone
+
+
+def test_settings_given_as_script_arguments_reach_the_command(tmp_path):
+    env = dict(OAR_NODEFILE=oar_nodefile(tmp_path), PBO_MPI_FLAVOR="mpich")
+    config = tmp_path / "study.yaml"
+    config.write_text("budget: 4\n")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PBO_", "OAR_", "SLURM_"))}
+    full_env.update(env, PBO_ROOT=str(ROOT), PBO_PYTHON=sys.executable, PBO_GPUS_PER_NODE="4")
+    result = subprocess.run(["bash", str(ROOT / "jobs/oar/reference.sh"), f"PBO_CONFIG={config}",
+                             "PBO_ALGORITHM=bo", f"PBO_LOG={tmp_path / 'x.h5'}", "--dry-run"], env=full_env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith(f"--algorithm bo --out {tmp_path / 'x.h5'}")
+    bad = subprocess.run(["bash", str(ROOT / "jobs/oar/reference.sh"), "--budget", "3"], env=full_env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--budget'" in bad.stderr

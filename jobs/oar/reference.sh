@@ -3,7 +3,7 @@
 # nodes: 2 x 4 GPUs = 8 workers, one trial per GPU. Walltime-killed jobs are resubmitted (idempotent job,
 # exit 99 after the checkpoint signal) and resume the same log.
 #   oarsub -S jobs/oar/reference.sh                                         # BaMSOO, seed 0
-#   PBO_ALGORITHM=soo PBO_SEED=1 oarsub -S jobs/oar/reference.sh            # (use oarsub --env or export)
+#   oarsub -S "jobs/oar/reference.sh PBO_ALGORITHM=soo PBO_SEED=1"        # settings as arguments
 #   OAR_NODEFILE=nodes.txt PBO_GPUS_PER_NODE=4 bash jobs/oar/reference.sh --dry-run
 # Settings are environment variables: see mpi/launch.sh.
 #OAR -n pbo-reference

@@ -3,7 +3,7 @@
 # cost model on W = 1, 2, 4, ... up to every GPU slot of the job, then plots speedup, efficiency and
 # utilization against W (runs/scaling/<mode>-real/scaling.png). Resubmitted jobs resume the unfinished runs.
 #   oarsub -S jobs/oar/scaling.sh
-#   PBO_SCALING_MODE=weak PBO_BUDGET=8 oarsub -S jobs/oar/scaling.sh
+#   oarsub -S "jobs/oar/scaling.sh PBO_SCALING_MODE=weak PBO_BUDGET=8"
 #   OAR_NODEFILE=nodes.txt PBO_GPUS_PER_NODE=4 bash jobs/oar/scaling.sh --dry-run
 #OAR -n pbo-scaling
 #OAR -l host=2,walltime=4:00:00
