@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,8 @@ def real_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -
            "--objective", "hartmann6", "--algorithm", algorithm, "--budget", str(budget), "--seed", str(seed),
            "--cost", json.dumps(cost), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    with tempfile.TemporaryDirectory() as scratch:  # the run's HDF5 log goes there
+        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=1800)
     match = SUMMARY.search(proc.stdout)
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")

@@ -24,7 +24,7 @@ from pbo.log.session import open_log, resume_values
 from pbo.objectives import Objective, ObjectiveError
 from pbo.optimizers import Optimizer
 from pbo.optimizers.base import TrialState
-from pbo.scheduler import RunSummary, run_study
+from pbo.scheduler import RunSummary, WorkerStartError, run_study
 from pbo.space import SpaceError
 from pbo.study import build_objective, build_optimizer, cost_model
 from pbo.trial import TrialResult
@@ -109,8 +109,8 @@ def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] |
         from pbo.backends.mpi import MPIBackend
         if config.simulate is not None:
             raise ConfigError("simulate runs in one process: start it without mpirun")
-        gpu.pin(gpu.assign(*gpu.node_slot(ranks, 0, config.master_gpu), gpu.gpu_ids(os.environ, config.gpus),
-                           config.gpus_per_worker), os.environ)
+        gpu.bind(0, ranks, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
+                 master_gpu=config.master_gpu)  # no GPU for the master unless configured
         return MPIBackend(comm)
     if config.simulate is not None:
         model = cost_model(config)
@@ -126,7 +126,7 @@ def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] |
 def _cancel_workers(comm: Any) -> None:
     if comm is not None:
         from pbo.backends.mpi import MPIBackend
-        MPIBackend(comm).start(None)
+        MPIBackend(comm).cancel()
 
 
 def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Any,
@@ -138,17 +138,13 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
     kind = "simulated" if simulated else type(backend).__name__.removesuffix("Backend").lower()
     print(f"pbo: {config.algorithm} on {objective.name}, budget {config.budget}, {len(backend.workers)} "
           f"{kind} worker(s); master pid {os.getpid()} on {host()}", flush=True)
-    if hasattr(backend, "start"):
-        hellos = backend.start(config)
-        errors = [h["error"] for h in hellos if h["error"]]
-        warnings = sorted({h["warning"] for h in hellos if h["warning"]})
-        if errors:
-            for line in errors:
-                print(f"pbo: error: worker failed to start: {line}", file=sys.stderr)
-            backend.close()
-            return 1
-    else:
-        warnings = getattr(backend, "warnings", [])
+    try:
+        warnings = backend.start(config)
+    except WorkerStartError as exc:
+        for line in exc.lines:
+            print(f"pbo: error: worker failed to start: {line}", file=sys.stderr, flush=True)
+        backend.close()
+        return 1
     for line in warnings:
         print(f"pbo: warning: {line}", file=sys.stderr, flush=True)
     stop = SignalStop()

@@ -12,7 +12,7 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -21,10 +21,21 @@ from pbo.trial import TrialResult
 from pbo.worker import Outcome, Task
 
 
+class WorkerStartError(RuntimeError):
+    """Workers that could not start (objective import, GPU setup, ...): one line each, naming rank and host."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
 class Backend(Protocol):
     """Moves tasks to workers and outcomes back; knows nothing of optimizers."""
 
     workers: list[int]
+
+    def start(self, config: Mapping[str, Any]) -> list[str]:
+        """Get the workers ready for the run's settings; returns warnings, raises WorkerStartError."""
 
     def now(self) -> float:
         """Seconds since the run started, on the clock the outcomes' times use."""

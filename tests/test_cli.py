@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+from pbo_process import command, environment, run_pbo, trials, write_config
 
 FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "hang"]},
           "x": {"type": "float", "low": 0, "high": 1}}
@@ -65,7 +65,7 @@ def test_sigint_stops_a_local_run_resumably_and_kills_its_trials(tmp_path):
     proc = subprocess.Popen(command(["--objective", "faulty:slow", "--objective-options",
                                      f"{{pid_dir: {pids}, seconds: 30}}", "--workers", "2",
                                      "--space", "{x: {type: float, low: 0, high: 1}}"]),
-                            cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pbo_process import ROOT, command, environment, mpirun, run_pbo, trials, write_config
+from pbo_process import command, environment, mpirun, run_pbo, trials, write_config
 
 pytestmark = pytest.mark.skipif(mpirun() is None, reason="mpirun not found")
 
@@ -50,7 +50,7 @@ def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_
     config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:slow", budget=100,
                           objective_options={"pid_dir": str(pids), "seconds": 1.0},
                           space={"x": {"type": "float", "low": 0, "high": 1}})
-    proc = subprocess.Popen(command(["--config", config], np=3), cwd=ROOT, env=environment(),
+    proc = subprocess.Popen(command(["--config", config], np=3), cwd=tmp_path, env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     header = proc.stdout.readline()
     master = int(header.split("master pid ")[1].split()[0])
@@ -79,7 +79,7 @@ def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_non
                           gpus=2, objective_options={"out_dir": str(tmp_path)},
                           space={"x": {"type": "float", "low": 0, "high": 1}})
     env_free = {k: v for k, v in environment().items() if k != "CUDA_VISIBLE_DEVICES"}
-    proc = subprocess.run(command(["--config", config], np=4), cwd=ROOT, env=env_free, capture_output=True,
+    proc = subprocess.run(command(["--config", config], np=4), cwd=tmp_path, env=env_free, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     pinned = sorted(p.read_text() for p in tmp_path.glob("*.gpus"))

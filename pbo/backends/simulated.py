@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
@@ -32,6 +32,9 @@ class SimulatedBackend:
         self._mark = time.perf_counter()  # when the master last got control back from this backend
         self._events: list[tuple[float, int, Outcome]] = []
         self._seq = 0  # ties finish in submission order
+
+    def start(self, config: Mapping[str, Any]) -> list[str]:
+        return []
 
     def now(self) -> float:
         return self.clock + (time.perf_counter() - self._mark if self.master_time else 0.0)
