@@ -1,8 +1,8 @@
 """A lean fine-tuning loop: AdamW, linear warmup + cosine decay, gradient accumulation, loss on responses only.
 
-A plain torch loop rather than transformers' Trainer: a trial needs none of the Trainer's checkpointing or
-logging, and on the tiny CPU study its per-step overhead would be a large share of the trial. The same loop
-pre-trains the tiny model (every parameter trainable) and LoRA-tunes it (only the adapter trainable).
+A plain torch loop rather than transformers' Trainer: a trial needs none of the Trainer's checkpointing,
+logging or callbacks (the two were not timed against each other). The same loop pre-trains the tiny model
+(every parameter trainable) and LoRA-tunes it (only the adapter trainable).
 """
 
 from __future__ import annotations
