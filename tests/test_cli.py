@@ -83,3 +83,12 @@ def test_user_callables_get_their_options_as_keyword_arguments():
 
     objective = resolve_objective("faulty:slow", {"seconds": 0, "key": "value"})
     assert objective.function({"x": 0.25}) == 0.25
+
+
+def test_a_study_variable_the_llm_objective_cannot_set_stops_the_run_before_any_trial():
+    proc = run_pbo(["--space", "{lora_rnak: {type: int, low: 1, high: 8}}"], timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "pbo: error: llm objective: search-space variable(s) ['lora_rnak'] map to no training setting")
+    assert trials(proc.stdout) == []

@@ -14,16 +14,6 @@ def test_unknown_option_is_an_error_naming_it():
         LLMConfig.from_mapping({**TINY, "lora_rnak": 4})
 
 
-def test_space_variable_that_maps_to_no_setting_is_an_error_naming_it():
-    with pytest.raises(ObjectiveError, match=r"\['lora_rnak'\] map to no training setting"):
-        LLMConfig.from_mapping({**TINY, "space": {"lora_rank": {}, "lora_rnak": {}}})
-
-
-def test_space_of_training_fields_is_accepted():
-    cfg = LLMConfig.from_mapping({**TINY, "space": ["lora_rank", "learning_rate", "warmup_ratio", "max_steps"]})
-    assert cfg.space == ("lora_rank", "learning_rate", "warmup_ratio", "max_steps")
-
-
 def test_with_params_sets_fields_by_name_in_their_type():
     cfg = LLMConfig.from_mapping(TINY).with_params({"lora_rank": 4.0, "learning_rate": "5e-4", "lora_alpha": 7})
     assert (cfg.lora_rank, cfg.learning_rate, cfg.lora_alpha) == (4, 5e-4, 7.0)

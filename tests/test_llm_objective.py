@@ -15,9 +15,11 @@ from pbo.objectives.llm.config import TINY_PATHS, LLMConfig
 from pbo.objectives.llm.data import load_records, tokenize
 from pbo.objectives.llm.model import load_tokenizer
 from pbo.objectives.llm.train import TrialFailed, train
+from pbo.space import Space
 
 STUDY = Path(__file__).resolve().parents[1] / "pbo" / "studies" / "tiny_llm.yaml"
 OPTIONS = {**yaml.safe_load(STUDY.read_text())["objective_options"], "max_steps": 40, "limit": 60}
+TINY_SPACE = Space.from_dict(yaml.safe_load(STUDY.read_text())["space"])
 GOOD = {"lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "learning_rate": 1e-2, "weight_decay": 1e-4}
 
 
@@ -83,7 +85,7 @@ def test_nan_loss_stops_training_at_the_first_step():
 
 
 def test_check_accepts_the_tiny_study(objective):
-    objective.check()
+    objective.check(TINY_SPACE)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -98,15 +100,23 @@ def test_start_up_errors_name_the_problem_in_one_line(change, message, monkeypat
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail at once, not after retries
     with pytest.raises(ObjectiveError, match=message) as info:
-        resolve_objective("llm", {**OPTIONS, **change}).check()
+        resolve_objective("llm", {**OPTIONS, **change}).check(TINY_SPACE)
     assert "\n" not in str(info.value)
 
 
 def test_unknown_hyperparameter_in_the_study_space_fails_at_start_up():
+    space = Space.from_dict({"lora_rank": {"type": "int", "low": 1, "high": 8},
+                             "lora_droput": {"type": "float", "low": 0, "high": 0.3}})
     with pytest.raises(ObjectiveError, match=r"\['lora_droput'\] map to no training setting"):
-        resolve_objective("llm", {**OPTIONS, "space": ["lora_rank", "lora_droput"]})
+        resolve_objective("llm", OPTIONS).check(space)
+
+
+def test_training_fields_beyond_lora_are_tunable():
+    space = Space.from_dict({"warmup_ratio": {"type": "float", "low": 0, "high": 0.2},
+                             "max_steps": {"type": "int", "low": 10, "high": 100}})
+    resolve_objective("llm", OPTIONS).check(space)
 
 
 def test_missing_task_folder_is_an_error():
     with pytest.raises(ObjectiveError, match="is not a folder"):
-        resolve_objective("llm", {**OPTIONS, "task_dir": str(TINY_PATHS["task_dir"] / "nope")}).check()
+        resolve_objective("llm", {**OPTIONS, "task_dir": str(TINY_PATHS["task_dir"] / "nope")}).check(TINY_SPACE)

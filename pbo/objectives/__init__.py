@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from pbo.objectives.synthetic import FUNCTIONS
+from pbo.space import Space
 
 
 class ObjectiveError(ValueError):
@@ -34,9 +35,9 @@ class Objective:
     minimize: bool = False
     space: dict[str, dict[str, Any]] | None = None
     optimum: float | None = None
-    #: Start-up validation, run on the master before any worker starts (missing files, unknown tasks, ...);
-    #: raises ObjectiveError with one line naming the problem.
-    check: Callable[[], None] | None = None
+    #: Start-up validation against the study's search space, run on the master before any worker starts
+    #: (missing files, unknown tasks, variables that map to nothing); raises ObjectiveError in one line.
+    check: Callable[[Space], None] | None = None
     #: Scores the untuned baseline once per study (recorded as trial 0, never told to the optimizer).
     baseline: Callable[[], Mapping[str, float]] | None = None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -72,8 +72,6 @@ class LLMConfig:
     # Outputs.
     keep_top_k: int = 0  # adapters of the k best trials kept under adapter_dir
     adapter_dir: str = "adapters"
-    #: The study's search space (names or the YAML mapping), so start-up can reject names that map to nothing.
-    space: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "LLMConfig":
@@ -87,8 +85,6 @@ class LLMConfig:
         for name, value in options.items():
             if name in ("tasks", "target_modules"):
                 value = (value,) if isinstance(value, str) else tuple(value)
-            elif name == "space":
-                value = tuple(value)  # a mapping gives its names
             elif name == "objective":
                 value = value if isinstance(value, str) else dict(value)
             values[name] = _coerce(known[name], value)
@@ -123,10 +119,6 @@ class LLMConfig:
             if "/" not in metric or task not in self.tasks:
                 raise ObjectiveError(f"llm objective: objective metric {metric!r} is not 'task/metric' for a task "
                                      f"in tasks {list(self.tasks)}")
-        unknown = [name for name in self.space if name not in TUNABLE]
-        if unknown:
-            raise ObjectiveError(f"llm objective: search-space variable(s) {unknown} map to no training setting "
-                                 f"(tunable: {', '.join(TUNABLE)})")
 
     @property
     def objective_weights(self) -> dict[str, float]:

@@ -21,8 +21,9 @@ from typing import Any, Mapping
 import torch
 
 from pbo.objectives import Objective, ObjectiveError
+from pbo.space import Space
 from pbo.objectives.llm.adapters import keep_adapter
-from pbo.objectives.llm.config import LLMConfig, first_line
+from pbo.objectives.llm.config import TUNABLE, LLMConfig, first_line
 from pbo.objectives.llm.data import load_records, tokenize
 from pbo.objectives.llm.evaluate import check_tasks, score
 from pbo.objectives.llm.model import add_lora, check_model, compute_dtype, load_model, load_tokenizer, pick_device
@@ -45,8 +46,13 @@ def make_objective(options: Mapping[str, Any] | None) -> Objective:
                      baseline=functools.partial(run_baseline, cfg))
 
 
-def check(cfg: LLMConfig) -> None:
-    """Start-up validation on the master: model, LoRA targets, dataset and tasks all load."""
+def check(cfg: LLMConfig, space: Space) -> None:
+    """Start-up validation on the master: every search-space variable sets a training field, and the model,
+    LoRA targets, dataset and tasks all load."""
+    unknown = [name for name in space.names if name not in TUNABLE]
+    if unknown:
+        raise ObjectiveError(f"llm objective: search-space variable(s) {unknown} map to no training setting "
+                             f"(tunable: {', '.join(TUNABLE)})")
     check_model(cfg)
     try:
         load_records(cfg.resolve("dataset"), cfg.dataset_split, cfg.max_examples)
