@@ -53,9 +53,9 @@ def test_bad_values_name_the_option(values, message):
     (["--algorithm", "nope"], "algorithm: unknown value 'nope'"),
     (["--objective", "nope"], "unknown objective 'nope'"),
     (["--objective", "math:nope"], "has no callable 'nope'"),
-    (["--space", "{x: {type: float, low: 2, high: 1}}"], "space variable 'x': low must be below high"),
-    (["--space", "{x: {type: float, low: 0, high: 1, log: true}}"], "log scale needs low > 0"),
-    (["--optimizer", "{nope: 1}"], "has no option(s) ['nope']"),
+    (["--objective", "branin", "--space", "{x: {type: float, low: 2, high: 1}}"], "space variable 'x': low must be below high"),
+    (["--objective", "branin", "--space", "{x: {type: float, low: 0, high: 1, log: true}}"], "log scale needs low > 0"),
+    (["--objective", "branin", "--optimizer", "{nope: 1}"], "has no option(s) ['nope']"),
     (["--simulate", "4", "--cost", "{kind: gamma}"], "cost: unknown kind 'gamma'"),
     (["--config", "/nonexistent/c.yaml"], "cannot read config file /nonexistent/c.yaml"),
 ])

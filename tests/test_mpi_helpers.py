@@ -97,8 +97,10 @@ def test_hello_prints_host_rank_local_rank_and_gpu_of_every_rank():
     ]
 
 
-def test_bind_wrapper_pins_each_worker_to_its_own_gpu_before_the_command_starts():
-    show = [sys.executable, "-c", "import os; print(os.environ['PMI_RANK'], repr(os.environ['CUDA_VISIBLE_DEVICES']))"]
+def test_bind_wrapper_pins_each_worker_to_its_own_gpu_before_the_command_starts(tmp_path):
+    # Each rank writes its own file: mpirun may interleave the ranks' stdout in the middle of a line.
+    show = [sys.executable, "-c", "import os, sys; open(os.path.join(sys.argv[1], os.environ['PMI_RANK']), 'w')"
+            ".write(repr(os.environ['CUDA_VISIBLE_DEVICES']))", str(tmp_path)]
     result = run_under_mpirun("mpi/bind.py", "--gpus", "2", "--", *show)
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.splitlines()) == ["0 ''", "1 '0'", "2 '1'"]
+    assert {f.name: f.read_text() for f in tmp_path.iterdir()} == {"0": "''", "1": "'0'", "2": "'1'"}
