@@ -15,7 +15,9 @@ Example (the embedded tiny study, about ten seconds on one CPU core):
 from __future__ import annotations
 
 import functools
+import logging
 import resource
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -82,6 +84,7 @@ def fine_tune(cfg: LLMConfig) -> tuple[Any, Any, dict[str, float]]:
 def run_trial(cfg: LLMConfig, params: Mapping[str, Any]) -> dict[str, float]:
     """Metrics of one trial; raises TrialFailed (NaN or diverging loss) with the reason."""
     cfg = cfg.with_params(params)
+    quiet_libraries()
     model, tokenizer, metrics = fine_tune(cfg)
     metrics.update(scored(model, tokenizer, cfg))
     if cfg.keep_top_k:
@@ -91,8 +94,24 @@ def run_trial(cfg: LLMConfig, params: Mapping[str, Any]) -> dict[str, float]:
 
 def run_baseline(cfg: LLMConfig) -> dict[str, float]:
     """Metrics of the untuned base model (the study's trial 0)."""
+    quiet_libraries()
     device = _prepare_device(cfg)
     return scored(load_model(cfg, device), load_tokenizer(cfg.resolve("model")), cfg)
+
+
+def quiet_libraries() -> None:
+    """Keep a trial's output to pbo's own lines: the master prints one line per finished trial, and progress
+    bars, deprecation notices and lm-eval's notes from every worker would bury them."""
+    import lm_eval.evaluator
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    # lm-eval runs `git describe` in the current folder after every evaluation (for its results' metadata,
+    # unused here); outside a git checkout git then prints "fatal: not a git repository" for every trial.
+    lm_eval.evaluator.get_git_commit_hash = lambda: None
 
 
 def _prepare_device(cfg: LLMConfig) -> torch.device:
