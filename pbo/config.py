@@ -1,9 +1,9 @@
 """Run settings: one table of options from which both the YAML config keys and the command-line flags come.
 
-Precedence: table defaults < config file (`--config`, by default the packaged study `pbo/studies/default.yaml`)
-< flags. Every value is checked on the master before anything starts; a bad one raises ConfigError with one
-line naming the option. To add an option, add one `Option` row to OPTIONS: it becomes a YAML key, a flag and
-an entry of `--help`.
+Precedence: table defaults < config file (`--config`; without it and without `--objective`, the packaged
+tiny LLM study `pbo/studies/tiny_llm.yaml`) < flags. Every value is checked on the master before anything
+starts; a bad one raises ConfigError with one line naming the option. To add an option, add one `Option` row
+to OPTIONS: it becomes a YAML key, a flag and an entry of `--help`.
 
 Example:
     >>> cfg = parse_args(["--objective", "branin", "--budget", "8"])
@@ -23,7 +23,7 @@ import yaml
 
 from pbo.optimizers import ALGORITHMS
 
-DEFAULT_STUDY = Path(__file__).parent / "studies" / "default.yaml"
+DEFAULT_STUDY = Path(__file__).parent / "studies" / "tiny_llm.yaml"
 
 
 class ConfigError(ValueError):
@@ -122,6 +122,9 @@ OPTIONS: list[Option] = [
     Option("workers", integer(low=1), 1, "local worker processes when not started by mpirun", "W"),
     Option("simulate", integer(low=1, optional=True), None,
            "simulate W workers on a virtual clock with the cost model (nothing sleeps)", "W"),
+    Option("simulate_master_time", boolean(), False,
+           "with --simulate, add the master's real compute time (asks, tells) to the virtual clock; "
+           "not deterministic"),
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),
     Option("isolate", boolean(), True, "run each evaluation in a child process of its worker"),
@@ -135,6 +138,13 @@ OPTIONS: list[Option] = [
            "cost model of each trial {kind: fixed|lognormal, mean: SEC, sigma, seed}: sleeps, or virtual time "
            "with --simulate", "YAML"),
     Option("progress", boolean(), True, "print one line per finished trial"),
+    Option("out", text(optional=True), None,
+           "HDF5 log of the run (default: runs/<algorithm>-<objective>-<time>.h5; none with --simulate)", "FILE.h5",
+           raw=True),
+    Option("resume", text(optional=True), None,
+           "continue the run logged in FILE.h5 (its settings are reused; a larger --budget is accepted)",
+           "FILE.h5", raw=True),
+    Option("overwrite", boolean(), False, "replace the --out file if it exists"),
 ]
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -201,12 +211,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     """The run's settings from the command line (and the config file it names)."""
+    return build_config(given_values(argv))
+
+
+def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The values the user gave, unchecked: the config file's overridden by the flags.
+
+    Without --config the packaged study is the base, except when resuming (the logged run's settings take its
+    place) or when --objective names another objective (the study's space and options belong to its own)."""
     args = vars(make_parser().parse_args(argv))
-    path = args.pop("config", DEFAULT_STUDY)
-    values = load_file(path)
+    path = args.pop("config", None if "resume" in args or "objective" in args else DEFAULT_STUDY)
+    values = {} if path is None else load_file(path)
     for name, raw in args.items():
         values[name] = raw if isinstance(raw, bool) or _BY_NAME[name].raw else _flag_value(name, raw)
-    return build_config(values)
+    return values
 
 
 def _flag_value(name: str, raw: str) -> Any:

@@ -18,18 +18,20 @@ from typing import Any, Sequence
 from pbo import gpu
 from pbo.backends.local import LocalBackend
 from pbo.backends.simulated import SimulatedBackend
-from pbo.config import Config, ConfigError, parse_args
+from pbo.config import Config, ConfigError, build_config, given_values
+from pbo.log import LogError, RunLog
+from pbo.log.session import open_log, resume_values
 from pbo.objectives import Objective, ObjectiveError
 from pbo.optimizers import Optimizer
 from pbo.optimizers.base import TrialState
-from pbo.scheduler import Recorder, RunSummary, run_study
+from pbo.scheduler import RunSummary, WorkerStartError, run_study
 from pbo.space import SpaceError
 from pbo.study import build_objective, build_optimizer, cost_model
 from pbo.trial import TrialResult
 from pbo.worker import host
 
 #: Bad settings: reported in one line, exit 2, nothing started.
-SETUP_ERRORS = (ConfigError, ObjectiveError, SpaceError, ValueError)
+SETUP_ERRORS = (ConfigError, ObjectiveError, SpaceError, ValueError, LogError)
 #: Environment variables set by MPI launchers (mpirun/mpiexec of MPICH, Open MPI, srun with PMI/PMIx).
 LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
@@ -72,12 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int:
     try:
-        config = parse_args(argv)
+        values, resumed = resume_values(given_values(argv))
+        config = build_config(values)
         objective = build_objective(config, sleep=config.simulate is None)
         if objective.check is not None:
             objective.check()
-        optimizer = build_optimizer(config, objective)
+        # A resumed optimizer is built as it first was (LHS sizes its design by the budget), or replay diverges.
+        first = config if resumed is None else Config({**config, "budget": resumed.config["budget"]})
+        optimizer = build_optimizer(first, objective)
+        redo = resumed.restore(optimizer) if resumed is not None else []
         backend = _backend(config, objective, comm, ranks)
+        log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None))
     except SystemExit as exc:  # --help
         _cancel_workers(comm)
         return int(exc.code or 0)
@@ -85,20 +92,32 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         print(f"pbo: error: {exc}", file=sys.stderr, flush=True)
         _cancel_workers(comm)
         return 2
-    return execute(config, objective, optimizer, backend)
+    if resumed is not None:
+        print(f"pbo: resuming {resumed.path}: {resumed.n_asked - len(redo)} evaluations done, {len(redo)} in flight "
+              "issued again", flush=True)
+    try:
+        return execute(config, objective, optimizer, backend, log, redo=redo,
+                       dispatched=0 if resumed is None else resumed.n_asked,
+                       baseline_done=resumed is not None and resumed.has_baseline)
+    finally:
+        if log is not None:
+            log.close()
 
 
 def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] | None) -> Any:
     if comm is not None:
         from pbo.backends.mpi import MPIBackend
-        gpu.pin(gpu.assign(*gpu.node_slot(ranks, 0, config.master_gpu), gpu.gpu_ids(os.environ, config.gpus),
-                           config.gpus_per_worker), os.environ)
+        if config.simulate is not None:
+            raise ConfigError("simulate runs in one process: start it without mpirun")
+        gpu.bind(0, ranks, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
+                 master_gpu=config.master_gpu)  # no GPU for the master unless configured
         return MPIBackend(comm)
     if config.simulate is not None:
         model = cost_model(config)
         if model is None:
             raise ConfigError("simulate needs a cost model: set `cost` (e.g. {kind: lognormal, mean: 60})")
-        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout)
+        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout,
+                                master_time=config.simulate_master_time)
     return LocalBackend(objective, config.workers, isolate=config.isolate, timeout=config.timeout,
                         gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
                         master_gpu=config.master_gpu)
@@ -107,27 +126,25 @@ def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] |
 def _cancel_workers(comm: Any) -> None:
     if comm is not None:
         from pbo.backends.mpi import MPIBackend
-        MPIBackend(comm).start(None)
+        MPIBackend(comm).cancel()
 
 
 def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Any,
-            recorder: Recorder | None = None) -> int:
-    """Start the workers, run the study, stop the workers, report; returns the exit code."""
+            recorder: RunLog | None = None, *, redo: Sequence[Any] = (), dispatched: int = 0,
+            baseline_done: bool = False) -> int:
+    """Start the workers, run the study, stop the workers, report; returns the exit code. A resumed run gives
+    the candidates to issue again, the evaluations already counted and whether its baseline is done."""
     simulated = isinstance(backend, SimulatedBackend)
     kind = "simulated" if simulated else type(backend).__name__.removesuffix("Backend").lower()
     print(f"pbo: {config.algorithm} on {objective.name}, budget {config.budget}, {len(backend.workers)} "
           f"{kind} worker(s); master pid {os.getpid()} on {host()}", flush=True)
-    if hasattr(backend, "start"):
-        hellos = backend.start(config)
-        errors = [h["error"] for h in hellos if h["error"]]
-        warnings = sorted({h["warning"] for h in hellos if h["warning"]})
-        if errors:
-            for line in errors:
-                print(f"pbo: error: worker failed to start: {line}", file=sys.stderr)
-            backend.close()
-            return 1
-    else:
-        warnings = getattr(backend, "warnings", [])
+    try:
+        warnings = backend.start(config)
+    except WorkerStartError as exc:
+        for line in exc.lines:
+            print(f"pbo: error: worker failed to start: {line}", file=sys.stderr, flush=True)
+        backend.close()
+        return 1
     for line in warnings:
         print(f"pbo: warning: {line}", file=sys.stderr, flush=True)
     stop = SignalStop()
@@ -136,15 +153,22 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
     wall, cpu = time.time(), time.process_time()
     try:
         summary = run_study(optimizer, backend, budget=config.budget, recorder=recorder,
-                            baseline=objective.baseline is not None, max_failures=config.max_failures,
-                            should_stop=stop, on_result=progress)
+                            baseline=objective.baseline is not None and not baseline_done,
+                            max_failures=config.max_failures, should_stop=stop, on_result=progress, redo=redo,
+                            dispatched=dispatched)
+    except LogError as exc:  # the disk filled up: everything acknowledged so far is in the log
+        print(f"pbo: error: {exc}; the run can be resumed with --resume {recorder.path} once there is room",
+              file=sys.stderr, flush=True)
+        return 1
     finally:
         backend.close()
     _report(summary, optimizer, kind, time.time() - wall, time.process_time() - cpu)
+    if recorder is not None:
+        print(f"pbo: log {recorder.path}", flush=True)
     if stop.signum is not None:
+        how = f"--resume {recorder.path}" if recorder is not None else "--resume FILE.h5 (when run with --out)"
         print(f"pbo: stopped by {signal.Signals(stop.signum).name} after {summary.evaluations} evaluations; "
-              "finished trials are recorded and the run can be resumed from its log with --resume FILE.h5",
-              file=sys.stderr, flush=True)
+              f"finished trials are recorded and the run can be resumed with {how}", file=sys.stderr, flush=True)
         return 128 + stop.signum
     if summary.stopped == "max_failures":
         print(f"pbo: stopped: {summary.failures} trials failed, more than max_failures={config.max_failures}",

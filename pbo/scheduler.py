@@ -12,7 +12,7 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -21,10 +21,21 @@ from pbo.trial import TrialResult
 from pbo.worker import Outcome, Task
 
 
+class WorkerStartError(RuntimeError):
+    """Workers that could not start (objective import, GPU setup, ...): one line each, naming rank and host."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
 class Backend(Protocol):
     """Moves tasks to workers and outcomes back; knows nothing of optimizers."""
 
     workers: list[int]
+
+    def start(self, config: Mapping[str, Any]) -> list[str]:
+        """Get the workers ready for the run's settings; returns warnings, raises WorkerStartError."""
 
     def now(self) -> float:
         """Seconds since the run started, on the clock the outcomes' times use."""
@@ -75,8 +86,12 @@ class RunSummary:
 def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: Recorder | None = None,
               baseline: bool = False, max_failures: int | None = None,
               should_stop: Callable[[], bool] = lambda: False,
-              on_result: Callable[[TrialResult, RunSummary], None] | None = None) -> RunSummary:
+              on_result: Callable[[TrialResult, RunSummary], None] | None = None,
+              redo: Sequence[Candidate] = (), dispatched: int = 0) -> RunSummary:
     """Evaluate `budget` candidates (plus the objective's baseline as trial 0 if `baseline`).
+
+    A resumed run passes the candidates that were in flight when it was killed as `redo` (issued again
+    first, never asked again) and the evaluations the budget already counts, them included, as `dispatched`.
 
     Ends when the budget is dispatched and nothing is in flight, or early (see `RunSummary.stopped`): when the
     optimizer has nothing to propose and nothing pending (the space is exhausted), when more than
@@ -87,7 +102,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     idle: deque[int] = deque(backend.workers)
     in_flight: dict[int, tuple[Candidate | None, float]] = {}  # trial id -> (candidate, t_submit)
     received: dict[int, float] = {}  # worker -> when its last outcome arrived
-    dispatched = 0
+    queue = deque(redo)
     sign = -1.0 if optimizer.minimize else 1.0
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
@@ -102,7 +117,11 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     if baseline and idle:
         dispatch(idle.popleft(), Task(0, {}, baseline=True), None)
     while True:
-        while idle and dispatched < budget and not summary.stopped and not should_stop():
+        while idle and (queue or dispatched < budget) and not summary.stopped and not should_stop():
+            if queue:
+                candidate = queue.popleft()
+                dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
+                continue
             candidate = optimizer.ask()
             if candidate is None:
                 if not optimizer.pending():

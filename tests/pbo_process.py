@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -33,8 +34,10 @@ def command(args: list[str], np: int | None = None) -> list[str]:
 
 
 def run_pbo(args: list[str], np: int | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(command(args, np), cwd=ROOT, env=environment(), capture_output=True, text=True,
-                          timeout=timeout)
+    """Run in a scratch folder, so that default log files (runs/...) do not land in the repository."""
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run(command(args, np), cwd=scratch, env=environment(), capture_output=True, text=True,
+                              timeout=timeout)
 
 
 def write_config(path: Path, **values) -> str:

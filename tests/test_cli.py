@@ -5,22 +5,22 @@ import signal
 import subprocess
 import time
 
-from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+from pbo_process import command, environment, run_pbo, trials, write_config
 
 FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "hang"]},
           "x": {"type": "float", "low": 0, "high": 1}}
 
 
-def test_no_arguments_runs_the_default_study():
-    proc = run_pbo([])
-    assert proc.returncode == 0, proc.stderr
-    assert len(trials(proc.stdout)) == 12
-    assert "pbo: 12 evaluations (0 failed) on 1 worker(s)" in proc.stdout
-    assert "pbo: best value" in proc.stdout
+def test_without_a_config_the_tiny_llm_study_runs():
+    proc = run_pbo(["--budget", "1"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [t for t, *_ in trials(proc.stdout)] == [0, 1]  # the untuned baseline, then one LoRA trial
+    assert "pbo: bamsoo on llm, budget 1" in proc.stdout
+    assert "pbo: 1 evaluations (0 failed)" in proc.stdout
 
 
 def test_local_workers_share_the_budget():
-    proc = run_pbo(["--workers", "3", "--budget", "9", "--algorithm", "random"])
+    proc = run_pbo(["--objective", "hartmann6", "--workers", "3", "--budget", "9", "--algorithm", "random"])
     assert proc.returncode == 0, proc.stderr
     rows = trials(proc.stdout)
     assert sorted(t for t, *_ in rows) == list(range(1, 10)) and {w for _, w, *_ in rows} == {1, 2, 3}
@@ -65,7 +65,7 @@ def test_sigint_stops_a_local_run_resumably_and_kills_its_trials(tmp_path):
     proc = subprocess.Popen(command(["--objective", "faulty:slow", "--objective-options",
                                      f"{{pid_dir: {pids}, seconds: 30}}", "--workers", "2",
                                      "--space", "{x: {type: float, low: 0, high: 1}}"]),
-                            cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

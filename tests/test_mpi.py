@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pbo_process import ROOT, command, environment, run_pbo, trials, write_config
+from pbo_process import command, environment, mpirun, run_pbo, trials, write_config
 
-pytestmark = pytest.mark.skipif(__import__("pbo_process").mpirun() is None, reason="mpirun not found")
+pytestmark = pytest.mark.skipif(mpirun() is None, reason="mpirun not found")
 
 
 @pytest.mark.parametrize("np", [3, 5])
@@ -50,7 +50,7 @@ def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_
     config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:slow", budget=100,
                           objective_options={"pid_dir": str(pids), "seconds": 1.0},
                           space={"x": {"type": "float", "low": 0, "high": 1}})
-    proc = subprocess.Popen(command(["--config", config], np=3), cwd=ROOT, env=environment(),
+    proc = subprocess.Popen(command(["--config", config], np=3), cwd=tmp_path, env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     header = proc.stdout.readline()
     master = int(header.split("master pid ")[1].split()[0])
@@ -79,9 +79,22 @@ def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_non
                           gpus=2, objective_options={"out_dir": str(tmp_path)},
                           space={"x": {"type": "float", "low": 0, "high": 1}})
     env_free = {k: v for k, v in environment().items() if k != "CUDA_VISIBLE_DEVICES"}
-    proc = subprocess.run(command(["--config", config], np=4), cwd=ROOT, env=env_free, capture_output=True,
+    proc = subprocess.run(command(["--config", config], np=4), cwd=tmp_path, env=env_free, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     pinned = sorted(p.read_text() for p in tmp_path.glob("*.gpus"))
     assert pinned == ["0", "0", "1"]  # 3 workers on 2 GPUs: round-robin
     assert "3 workers x 1 GPU(s) on a node with 2 GPU(s): GPUs are shared round-robin" in proc.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_run_naming_its_rank_and_host():
+    proc = run_pbo(["--objective", "master_only:objective", "--space", "{x: {type: float, low: 0, high: 1}}",
+                    "--budget", "4"], np=3)
+    assert proc.returncode == 1
+    assert "worker failed to start: rank 1 on " in proc.stderr and "the data set is not mounted" in proc.stderr
+    assert trials(proc.stdout) == []
+
+
+def test_simulate_under_mpirun_is_refused_in_one_line():
+    proc = run_pbo(["--objective", "branin", "--simulate", "4", "--cost", "{mean: 1}"], np=2)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "simulate" in proc.stderr

@@ -59,3 +59,22 @@ def test_the_cost_of_a_candidate_depends_only_on_seed_and_parameters():
     assert model.duration({"x": 0.5}) == model.duration({"x": 0.5})
     assert sum(draws) / len(draws) == pytest.approx(10.0, rel=0.05)
     assert CostModel("lognormal", mean=10.0, sigma=0.5, seed=2).duration({"x": 0.5}) != model.duration({"x": 0.5})
+
+
+def test_master_time_adds_the_masters_real_compute_to_the_virtual_clock():
+    import time
+
+    from pbo.optimizers.random import RandomSearch
+
+    class SlowAsk(RandomSearch):
+        def _ask(self):
+            time.sleep(0.02)
+            return super()._ask()
+
+    objective = resolve_objective("hartmann6")
+    space = Space.from_dict(objective.space)
+    fixed = CostModel("fixed", mean=1.0)
+    plain = run_study(SlowAsk(space), SimulatedBackend(objective, 1, fixed), budget=5)
+    charged = run_study(SlowAsk(space), SimulatedBackend(objective, 1, fixed, master_time=True), budget=5)
+    assert plain.makespan == pytest.approx(5.0)
+    assert 5.0 + 5 * 0.02 <= charged.makespan < 5.0 + 5 * 0.2

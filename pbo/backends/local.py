@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from pbo import gpu
 from pbo.isolation import wait_any
@@ -41,6 +41,9 @@ class LocalBackend:
                          prepare=(lambda b=b: gpu.pin(b, os.environ)), clock=self.now)
             for w, b in self.bindings.items()}
         self.running: dict[int, Running] = {}
+
+    def start(self, config: Mapping[str, Any]) -> list[str]:
+        return list(self.warnings)
 
     def now(self) -> float:
         return time.time() - self.t0

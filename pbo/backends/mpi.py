@@ -1,7 +1,7 @@
 """MPI master/worker transport with mpi4py point-to-point messages: rank 0 is the master, ranks 1.. workers.
 
 Protocol (paired tags): the master sends SETUP (the settings, or None to quit) to every worker, each answers
-READY (its device, or its start-up error with rank and host); then TASK -> RESULT as long as there is work,
+READY (a GPU-sharing warning, or its start-up error with rank and host); then TASK -> RESULT as long as there is work,
 and STOP to end. A worker polls for STOP while its trial runs, so an interrupted master stops busy workers.
 
 Nobody spins: MPICH's blocking receives busy-poll a core, so every receive here is an Iprobe with a sleep
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from mpi4py import MPI
 
@@ -20,6 +20,7 @@ from pbo import gpu
 from pbo.config import Config
 from pbo.isolation import describe, wait_any
 from pbo.optimizers.base import TrialState
+from pbo.scheduler import WorkerStartError
 from pbo.study import build_objective
 from pbo.worker import Evaluator, Outcome, Task, host
 
@@ -53,18 +54,23 @@ class MPIBackend:
     def now(self) -> float:
         return time.time() - self.t0
 
-    def start(self, config: Config | None) -> list[dict[str, str]]:
-        """Send the settings to every worker (None: quit at once) and collect their READY answers."""
+    def start(self, config: Mapping[str, Any]) -> list[str]:
+        """Send the settings to every worker and collect their READY answers (a warning or an error)."""
         for worker in self.workers:
-            self.comm.send(None if config is None else {"config": dict(config), "t0": self.t0}, dest=worker,
-                           tag=SETUP)
-        if config is None:
-            return []
+            self.comm.send({"config": dict(config), "t0": self.t0}, dest=worker, tag=SETUP)
         hellos = {}
         while len(hellos) < len(self.workers):
             hello, status = receive(self.comm, MPI.ANY_SOURCE, READY)
             hellos[status.Get_source()] = hello
-        return [hellos[w] for w in self.workers]
+        errors = [hellos[w]["error"] for w in self.workers if hellos[w]["error"]]
+        if errors:
+            raise WorkerStartError(errors)
+        return sorted({h["warning"] for h in hellos.values() if h["warning"]})
+
+    def cancel(self) -> None:
+        """Tell every worker, still waiting for its settings, that there is no run (bad settings, --help)."""
+        for worker in self.workers:
+            self.comm.send(None, dest=worker, tag=SETUP)
 
     def submit(self, worker: int, task: Task) -> None:
         self.comm.send(task, dest=worker, tag=TASK)
@@ -97,10 +103,9 @@ def serve(comm: MPI.Comm, ranks_on_node: list[int]) -> int:
                            master_gpu=config.master_gpu)
         evaluator = Evaluator(build_objective(config), rank, isolate=config.isolate, timeout=config.timeout,
                               device=binding.label(host()), clock=lambda: time.time() - t0)
-        comm.send({"device": evaluator.device, "warning": binding.warning, "error": ""}, dest=0, tag=READY)
+        comm.send({"warning": binding.warning, "error": ""}, dest=0, tag=READY)
     except Exception as exc:  # noqa: BLE001 - reported to the master, which stops the run
-        comm.send({"device": "", "warning": "", "error": f"rank {rank} on {host()}: {describe(exc)}"},
-                  dest=0, tag=READY)
+        comm.send({"warning": "", "error": f"rank {rank} on {host()}: {describe(exc)}"}, dest=0, tag=READY)
         evaluator = None
     while True:
         message, status = receive(comm, 0, MPI.ANY_TAG)

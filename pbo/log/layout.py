@@ -1,0 +1,91 @@
+"""The HDF5 layout of a run log: tables, their columns and types, and how a committed row is recognised.
+
+A table is a group of datasets of equal length, one row per record. Rows are written in two flushes: first
+every column but the table's commit column (`trial_id` or `node_id`), then the commit column. The number of
+rows of a table is the length of its shortest column: after a crash (or, for a moment, while a live reader
+looks) other columns may hold one more row than the commit column, which readers ignore.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+#: Bumped when the layout changes in a way old readers would misread.
+LOG_FORMAT = 1
+
+TRIALS, ASKS, TREE = "trials", "asks", "tree"
+COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id"}
+
+#: Bytes kept of a trial's error text (fixed-length strings: SWMR readers cannot follow variable-length ones).
+ERROR_BYTES = 1024
+
+#: Per-row columns: name -> (numpy dtype, True when the row is a vector of the space's dimension).
+TRIAL_COLUMNS: dict[str, tuple[str, bool]] = {
+    "trial_id": ("i8", False), "u": ("f8", True), "x": ("f8", True), "value": ("f8", False),
+    "status": ("S8", False), "worker": ("i8", False), "device": ("S64", False), "t_submit": ("f8", False),
+    "t_start": ("f8", False), "t_end": ("f8", False), "error": (f"S{ERROR_BYTES}", False), "seq": ("i8", False),
+}
+ASK_COLUMNS: dict[str, tuple[str, bool]] = {
+    "trial_id": ("i8", False), "u": ("f8", True), "x": ("f8", True), "worker": ("i8", False),
+    "t_submit": ("f8", False), "seq": ("i8", False),
+}
+TREE_COLUMNS: dict[str, tuple[str, bool]] = {
+    "node_id": ("i8", False), "parent": ("i8", False), "depth": ("i8", False), "lower": ("f8", True),
+    "upper": ("f8", True), "center": ("f8", True), "value": ("f8", False), "state": ("S16", False),
+    "expanded": ("?", False),
+}
+COLUMNS = {TRIALS: TRIAL_COLUMNS, ASKS: ASK_COLUMNS, TREE: TREE_COLUMNS}
+CHUNK_ROWS = {TRIALS: 64, ASKS: 64, TREE: 256}
+
+
+def metric_column(name: str) -> str:
+    """The dataset name of a metric: '/' (an HDF5 path separator) becomes '.', and a name taken by a fixed
+    column gets the prefix `metric_`."""
+    column = str(name).replace("/", ".")
+    if column in TRIAL_COLUMNS or column.startswith("metric_") and column[7:] in TRIAL_COLUMNS:
+        column = "metric_" + column
+    return column or "metric_"
+
+
+def create_column(group: Any, name: str, dtype: str, width: int | None, chunk_rows: int, length: int = 0) -> Any:
+    """An extensible, chunked column of `length` rows; floats default to NaN, so the rows before a metric
+    first appeared read as missing."""
+    kind = np.dtype(dtype)
+    shape = (length,) if width is None else (length, width)
+    chunks = (chunk_rows,) if width is None else (chunk_rows, max(width, 1))
+    extra: dict[str, Any] = {"compression": "gzip"} if kind.kind == "S" else {}
+    fill = np.nan if kind.kind == "f" else None
+    return group.create_dataset(name, shape=shape, maxshape=(None,) + shape[1:], chunks=chunks, dtype=kind,
+                                fillvalue=fill, **extra)
+
+
+def create_table(group: Any, table: str, dim: int) -> None:
+    for name, (dtype, vector) in COLUMNS[table].items():
+        create_column(group, name, dtype, dim if vector else None, CHUNK_ROWS[table])
+
+
+def committed_rows(group: Any) -> int:
+    """Rows every column of a table holds (see the module docstring)."""
+    return min((len(column) for column in group.values()), default=0)
+
+
+def encode_text(text: str, size: int) -> bytes:
+    """UTF-8 bytes cut to `size` without splitting a character."""
+    raw = str(text).encode("utf-8")
+    return raw if len(raw) <= size else raw[:size].decode("utf-8", "ignore").encode("utf-8")
+
+
+def to_json(value: Any) -> str:
+    """JSON keeping mapping order (the space's order is its column order)."""
+    return json.dumps(value, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,121 @@
+"""Reading a run log into plain numpy arrays: for users, `analysis/`, export and resume.
+
+`read` works on a finished log, on one a run is still writing (SWMR: each call sees the rows committed so far)
+and on one whose writer was killed.
+
+Example:
+    run = read("runs/soo-branin-20260101-120000.h5")
+    ok = run.trials["status"] == "ok"
+    run.trials["x"][ok], run.trials["value"][ok], run.config["budget"]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pbo.log.layout import ASK_COLUMNS, ASKS, LOG_FORMAT, TREE, TRIAL_COLUMNS, TRIALS, committed_rows
+from pbo.log.storage import LogError, first_line, open_readable
+from pbo.space import Space, SpaceError
+
+JSON_ATTRS = ("config", "space", "resumes")
+
+
+@dataclass
+class RunData:
+    """A log's content. Tables map column names to arrays of equal length (text columns decoded to str)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    trials: dict[str, np.ndarray]
+    asks: dict[str, np.ndarray]
+    tree: dict[str, np.ndarray] | None
+    metrics: list[str]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.attrs["config"]
+
+    @property
+    def space(self) -> Space:
+        return Space.from_dict(self.attrs["space"])
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials["trial_id"])
+
+    def params(self, row: int) -> dict[str, Any]:
+        """The hyperparameters of a trial row by name, categoricals as their choice (NaN for the baseline)."""
+        params: dict[str, Any] = {}
+        for var, value in zip(self.space.variables, self.trials["x"][row].tolist()):
+            if var.kind != "float" and np.isfinite(value):
+                value = var.choices[int(value)] if var.kind == "categorical" else int(value)
+            params[var.name] = value
+        return params
+
+    def best(self) -> int | None:
+        """Row of the best successful trial (in the run's sign; the baseline, trial 0, excluded), or None."""
+        ok = np.flatnonzero((self.trials["status"] == "ok") & (self.trials["trial_id"] != 0)
+                            & np.isfinite(self.trials["value"]))
+        if not len(ok):
+            return None
+        values = self.trials["value"][ok]
+        return int(ok[np.argmin(values) if self.config.get("minimize") else np.argmax(values)])
+
+
+def read(path: str | Path) -> RunData:
+    """Load a pbo log; a foreign or damaged file raises LogError naming what is wrong."""
+    path = Path(path)
+    with open_readable(path) as handle:
+        try:
+            return _load(handle, path)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise LogError(f"{path} is a damaged pbo log ({first_line(exc)})") from None
+
+
+def _load(handle: h5py.File, path: Path) -> RunData:
+    attrs = _attrs(handle, path)
+    for table, columns in ((TRIALS, TRIAL_COLUMNS), (ASKS, ASK_COLUMNS)):
+        missing = [name for name in columns if f"{table}/{name}" not in handle]
+        if missing:
+            raise LogError(f"{path} is a damaged pbo log: /{table} lacks {', '.join(missing)}")
+    trials = _table(handle[TRIALS])
+    tree = _table(handle[TREE]) if TREE in handle else None
+    metrics = [name for name in trials if name not in TRIAL_COLUMNS]
+    return RunData(path, attrs, trials, _table(handle[ASKS]), tree, metrics)
+
+
+def _attrs(handle: h5py.File, path: Path) -> dict[str, Any]:
+    if "pbo_version" not in handle.attrs:
+        raise LogError(f"{path} is not a pbo log (it has no pbo_version attribute)")
+    attrs = {key: value.item() if isinstance(value, np.generic) else value for key, value in handle.attrs.items()}
+    if int(attrs.get("log_format", 0)) > LOG_FORMAT:
+        raise LogError(f"{path} was written by a newer pbo ({attrs['pbo_version']}, log format "
+                       f"{attrs['log_format']}); upgrade pbo to read it")
+    for key in JSON_ATTRS:
+        if key in attrs:
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except (TypeError, ValueError):
+                raise LogError(f"{path} is a damaged pbo log: attribute {key!r} is not JSON") from None
+    try:
+        Space.from_dict(attrs.get("space"))
+    except SpaceError as exc:
+        raise LogError(f"{path} is a damaged pbo log: {exc}") from None
+    return attrs
+
+
+def _table(group: h5py.Group) -> dict[str, np.ndarray]:
+    rows = committed_rows(group)
+    table = {}
+    for name, column in group.items():
+        data = column[:rows]
+        if data.dtype.kind == "S":
+            data = np.char.decode(data, "utf-8", errors="replace")
+        table[name] = data
+    return table

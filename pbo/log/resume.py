@@ -1,0 +1,140 @@
+"""Resume by replay: rebuild the optimizer's ask/tell history from a log and find what was in flight.
+
+The log records each dispatch in `/asks` and each result in `/trials`, both stamped with one running `seq`,
+so merging them by `seq` gives the events in the order the optimizer saw them. Replaying those events into a
+fresh optimizer built from the run's first settings restores its state exactly; the candidates asked but
+never finished stay pending in it and are issued again first. Finished evaluations are never re-run.
+
+Example:
+    state = load_resume("runs/x.h5")
+    settings = resume_config(state, given={"budget": 80})   # refuses a changed algorithm, space, ...
+    first = state.config                                    # what the optimizer was built from
+    opt = make_optimizer(first["algorithm"], state.run.space, seed=first["seed"], budget=first["budget"])
+    redo = state.restore(opt)                               # issue these again, then ask for more
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from pbo.log.reader import RunData, read
+from pbo.log.storage import LogError
+from pbo.optimizers.base import Candidate, Optimizer, ReplayError
+from pbo.space import Space, SpaceError
+
+#: Settings a resumed run must keep: changing any of them would replay into a different optimizer or objective.
+FIXED_KEYS = ("algorithm", "objective", "objective_options", "space", "seed", "minimize", "optimizer")
+
+
+@dataclass
+class ResumeState:
+    """What a killed run left: its config, the replayable events and the trials in flight at the kill."""
+
+    path: Path
+    run: RunData
+    events: list[dict[str, Any]]
+    #: Ids asked but never finished, in the order they were asked.
+    in_flight: list[int]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings the run started with (what the optimizer must be built from for replay)."""
+        return self.run.config
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings of the latest session: the first ones updated by what each resume changed."""
+        settings = dict(self.config)
+        for resume in self.run.attrs.get("resumes", []):
+            settings.update(resume.get("settings", {}))
+        return settings
+
+    @property
+    def n_asked(self) -> int:
+        """Evaluations the budget already counts: finished ones plus those in flight (issued again, once)."""
+        return sum(event["op"] == "ask" for event in self.events)
+
+    @property
+    def has_baseline(self) -> bool:
+        return bool(np.any(self.run.trials["trial_id"] == 0))
+
+    @property
+    def start_time(self) -> float:
+        """Unix time the run first started: trial times continue on this clock after resume."""
+        return float(self.run.attrs["start_time"])
+
+    def restore(self, optimizer: Optimizer) -> list[Candidate]:
+        """Replay the history into a fresh optimizer; returns the candidates to issue again, in ask order."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # NaN results were warned about the first time
+                optimizer.replay(self.events)
+        except (ReplayError, KeyError, ValueError) as exc:
+            raise LogError(f"cannot resume {self.path}: {exc}") from None
+        pending = {cand.id: cand for cand in optimizer.pending()}
+        return [pending[cid] for cid in self.in_flight]
+
+
+def load_resume(path: str | Path) -> ResumeState:
+    """Read a log for resume; a foreign or damaged file raises LogError with one line."""
+    run = read(path)
+    asks, trials = run.asks, run.trials
+    events: list[tuple[int, dict[str, Any]]] = []
+    asked: set[int] = set()
+    for row in np.argsort(asks["seq"], kind="stable"):
+        cid, u = int(asks["trial_id"][row]), asks["u"][row]
+        if cid in asked or not np.all(np.isfinite(u)):
+            continue  # a re-dispatch after an earlier resume, or not an optimizer candidate
+        asked.add(cid)
+        events.append((int(asks["seq"][row]), {"op": "ask", "id": cid, "u": u.tolist()}))
+    finished: set[int] = set()
+    for row in range(run.n_trials):
+        cid = int(trials["trial_id"][row])
+        if cid not in asked or cid in finished:
+            continue  # the baseline (trial 0) is never told to the optimizer
+        finished.add(cid)
+        status = str(trials["status"][row])
+        if status == "ok":
+            event = {"op": "tell", "id": cid, "value": float(trials["value"][row])}
+        else:
+            event = {"op": "fail", "id": cid, "state": status, "reason": str(trials["error"][row])}
+        events.append((int(trials["seq"][row]), event))
+    events.sort(key=lambda item: item[0])
+    ordered = [event for _, event in events]
+    in_flight = [e["id"] for e in ordered if e["op"] == "ask" and e["id"] not in finished]
+    return ResumeState(Path(path), run, ordered, in_flight)
+
+
+def resume_config(state: ResumeState, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest settings updated with those given again; refuses changes to FIXED_KEYS in one line."""
+    stored = state.settings
+    stored_space = state.run.attrs["space"]
+    changed = []
+    for key in FIXED_KEYS:
+        if key not in given or given[key] is None:
+            continue
+        old = stored_space if key == "space" else stored.get(key)
+        if _canonical(key, given[key]) != _canonical(key, old):
+            changed.append(key if isinstance(old, (dict, list)) or isinstance(given[key], (dict, list))
+                           else f"{key} (stored {old!r}, given {given[key]!r})")
+    if changed:
+        raise LogError(f"cannot resume {state.path}: the new settings change {', '.join(changed)}; "
+                       "start a new run (--out) to change them")
+    return {**stored, **{key: value for key, value in given.items() if value is not None}}
+
+
+def _canonical(key: str, value: Any) -> str:
+    if key == "space" and value is not None:
+        try:
+            value = Space.from_dict(value).to_dict()
+        except SpaceError:
+            pass
+    if key in ("objective_options", "optimizer") and not value:
+        value = {}
+    return json.dumps(value, sort_keys=key != "space", default=str)  # the space's order is its column order
