@@ -162,6 +162,17 @@ class GPSurrogate:
             var = float(self._gp.covar_module(x0, diag=True)[0])
         return self._y_mean + self._y_std * mean, self._y_std * var ** 0.5
 
+    def loo(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each data point: its value minus the model's prediction of it from the other points, and that
+        prediction's sd (of an observation, so noise included; hyperparameters held; closed form from the
+        Cholesky factor)."""
+        if self._alpha is None:
+            raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
+        with torch.no_grad(), _one_thread():
+            inv_diag = torch.cholesky_inverse(self._chol).diagonal()
+            z = self._alpha / inv_diag  # y_i - mu_{-i} in standardized units
+        return self._y_std * z.numpy(), self._y_std / np.sqrt(inv_diag.numpy())
+
     def _fit(self, x: torch.Tensor, z: torch.Tensor) -> None:
         """Fit hyperparameters by marginal likelihood; if that fails, keep an earlier fit when there is one."""
         if len(x) > self.max_fit_points:

@@ -18,10 +18,11 @@ from test_soo import HARTMANN3, run_parallel, run_sequential, unit_space
 
 class StubGP:
     """A posterior with a given mean (a number or a function of u) and a constant sd; records its data.
-    Its prior (mean 0, sd `prior_sd`) covers any data by default, so BaMSOO leaves its sds as they are."""
+    Its prior (mean 0, sd `prior_sd`) and leave-one-out predictions (every value missed by `loo_miss`, sd 1)
+    cover any data by default, so BaMSOO leaves its sds as they are."""
 
-    def __init__(self, mean=0.0, sd=1.0, fail=False, prior_sd=math.inf):
-        self.mean, self.sd, self.fail, self.prior_sd = mean, sd, fail, prior_sd
+    def __init__(self, mean=0.0, sd=1.0, fail=False, prior_sd=math.inf, loo_miss=0.0):
+        self.mean, self.sd, self.fail, self.prior_sd, self.loo_miss = mean, sd, fail, prior_sd, loo_miss
         self.updates = []
 
     def update(self, u, y):
@@ -35,6 +36,10 @@ class StubGP:
 
     def prior(self):
         return 0.0, self.prior_sd
+
+    def loo(self):
+        n = len(self.updates[-1][1])
+        return np.full(n, self.loo_miss), np.ones(n)
 
 
 def three_real_values(opt):
@@ -84,6 +89,13 @@ def test_sds_are_scaled_until_the_prior_bounds_cover_every_real_value():
     cand = opt.ask()
     expected = max(1.0 / confidence_bound(1, 0.05), 2.0 / confidence_bound(3, 0.05)) / 0.1
     assert opt.sd_scale == pytest.approx(expected) and cand.meta["node"] == 4
+
+
+def test_sds_are_scaled_until_leave_one_out_bounds_cover_every_real_value():
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=0.1, loo_miss=20.0))
+    three_real_values(opt)
+    opt.ask()
+    assert opt.sd_scale == pytest.approx(20.0 / confidence_bound(1, 0.05))  # the node with the smallest N
 
 
 def test_a_prior_that_covers_the_real_values_is_left_alone():

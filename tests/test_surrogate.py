@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import pbo.surrogate as surrogate
 from pbo.surrogate import GPSurrogate, ModelFittingError
@@ -150,3 +151,22 @@ def test_prior_is_the_prediction_far_from_all_data():
     gp.update(u, np.sin(5 * u[:, 0]))
     mean, sd = gp.predict(np.array([[50.0, 50.0]]))
     assert gp.prior() == pytest.approx((mean[0], sd[0]))
+
+
+def test_leave_one_out_is_the_prediction_from_the_other_points():
+    u, y = data(15)
+    gp = GPSurrogate(dim=2)
+    gp.update(u, y)
+    residuals, sds = gp.loo()
+    # condition a copy with the same hyperparameters on all points but one
+    i = 4
+    rest = GPSurrogate(dim=2, refit_growth=1e9)
+    rest._gp, rest._n_fitted = gp._gp, 15
+    rest._y_mean, rest._y_std = gp._y_mean, gp._y_std
+    keep = np.arange(15) != i
+    z = torch.as_tensor((y[keep] - gp._y_mean) / gp._y_std, dtype=torch.float64)
+    rest._condition(torch.as_tensor(u[keep], dtype=torch.float64), z)
+    mean, sd = rest.predict(u[i:i + 1])
+    noise = float(gp._gp.likelihood.noise) * gp._y_std ** 2  # the prediction is of an observation
+    assert residuals[i] == pytest.approx(y[i] - mean[0], rel=1e-6)
+    assert sds[i] == pytest.approx(np.sqrt(sd[0] ** 2 + noise), rel=1e-6)
