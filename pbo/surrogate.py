@@ -43,7 +43,7 @@ _NUMERICAL_ERRORS = (BotorchFittingError, RuntimeError, ValueError)
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Kernel matrices of a few hundred points factorize faster on one thread, and the master shares its
     node with workers: on a loaded machine, torch's default thread pool made each fit 10-20x slower."""
     threads = torch.get_num_threads()
@@ -131,7 +131,7 @@ class GPSurrogate:
         x = torch.as_tensor(u, dtype=torch.float64)
         z = torch.as_tensor((y - self._y_mean) / self._y_std, dtype=torch.float64)
         try:
-            with _one_thread():
+            with one_thread():
                 if self._gp is None or self._n >= self._n_fitted * (1 + self.refit_growth):
                     self._fit(x, z)
                 self._condition(x, z)
@@ -144,7 +144,7 @@ class GPSurrogate:
             raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
         xs = torch.as_tensor(np.ascontiguousarray(u, dtype=float).reshape(-1, self.dim), dtype=torch.float64)
         kernel = self._gp.covar_module
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_thread():
             cross = kernel(xs, self._x).to_dense()  # (m, n)
             mean = self._gp.mean_module(xs) + cross @ self._alpha
             v = torch.linalg.solve_triangular(self._chol, cross.T, upper=False)
@@ -168,7 +168,7 @@ class GPSurrogate:
         Cholesky factor)."""
         if self._alpha is None:
             raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_thread():
             inv_diag = torch.cholesky_inverse(self._chol).diagonal()
             z = self._alpha / inv_diag  # y_i - mu_{-i} in standardized units
         return self._y_std * z.numpy(), self._y_std / np.sqrt(inv_diag.numpy())

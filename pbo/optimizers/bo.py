@@ -36,7 +36,7 @@ from pbo.optimizers.base import Optimizer, Proposal
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
-from pbo.surrogate import _one_thread
+from pbo.surrogate import one_thread
 
 #: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
 MIN_GP_POINTS = 2
@@ -98,7 +98,7 @@ class GPBO(Optimizer):
         train_x = torch.as_tensor(x, dtype=torch.float64)
         train_y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
         pending = [c.u for c in self.pending()]
-        with torch.random.fork_rng(), _one_thread():
+        with torch.random.fork_rng(), one_thread():
             torch.manual_seed(seed)
             train_yvar = None if self.noise is None else torch.full_like(
                 train_y, self.noise * max(float(train_y.var()), 1e-12))
