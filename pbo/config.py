@@ -1,9 +1,9 @@
 """Run settings: one table of options from which both the YAML config keys and the command-line flags come.
 
-Precedence: table defaults < config file (`--config`, by default the packaged study `pbo/studies/default.yaml`)
-< flags. Every value is checked on the master before anything starts; a bad one raises ConfigError with one
-line naming the option. To add an option, add one `Option` row to OPTIONS: it becomes a YAML key, a flag and
-an entry of `--help`.
+Precedence: table defaults < config file (`--config`; without it and without `--objective`, the packaged
+tiny LLM study `pbo/studies/tiny_llm.yaml`) < flags. Every value is checked on the master before anything
+starts; a bad one raises ConfigError with one line naming the option. To add an option, add one `Option` row
+to OPTIONS: it becomes a YAML key, a flag and an entry of `--help`.
 
 Example:
     >>> cfg = parse_args(["--objective", "branin", "--budget", "8"])
@@ -23,7 +23,7 @@ import yaml
 
 from pbo.optimizers import ALGORITHMS
 
-DEFAULT_STUDY = Path(__file__).parent / "studies" / "default.yaml"
+DEFAULT_STUDY = Path(__file__).parent / "studies" / "tiny_llm.yaml"
 
 
 class ConfigError(ValueError):
@@ -215,10 +215,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The values the user gave, unchecked: the config file's (by default the packaged study, except when
-    resuming, where the logged run's settings take its place) overridden by the flags."""
+    """The values the user gave, unchecked: the config file's overridden by the flags.
+
+    Without --config the packaged study is the base, except when resuming (the logged run's settings take its
+    place) or when --objective names another objective (the study's space and options belong to its own)."""
     args = vars(make_parser().parse_args(argv))
-    path = args.pop("config", None if "resume" in args else DEFAULT_STUDY)
+    path = args.pop("config", None if "resume" in args or "objective" in args else DEFAULT_STUDY)
     values = {} if path is None else load_file(path)
     for name, raw in args.items():
         values[name] = raw if isinstance(raw, bool) or _BY_NAME[name].raw else _flag_value(name, raw)

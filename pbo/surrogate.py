@@ -151,6 +151,17 @@ class GPSurrogate:
             var = (kernel(xs, diag=True) - (v * v).sum(0)).clamp_min(0.0)
         return (self._y_mean + self._y_std * mean.numpy(), self._y_std * np.sqrt(var.numpy()))
 
+    def prior(self) -> tuple[float, float]:
+        """Mean and standard deviation of the fitted prior (constant mean, stationary kernel) in score units:
+        what the model predicts far from all data."""
+        if self._alpha is None:
+            raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
+        x0 = torch.full((1, self.dim), 0.5, dtype=torch.float64)
+        with torch.no_grad():
+            mean = float(self._gp.mean_module(x0)[0])
+            var = float(self._gp.covar_module(x0, diag=True)[0])
+        return self._y_mean + self._y_std * mean, self._y_std * var ** 0.5
+
     def _fit(self, x: torch.Tensor, z: torch.Tensor) -> None:
         """Fit hyperparameters by marginal likelihood; if that fails, keep an earlier fit when there is one."""
         if len(x) > self.max_fit_points:

@@ -17,10 +17,11 @@ from test_soo import HARTMANN3, run_parallel, run_sequential, unit_space
 
 
 class StubGP:
-    """A posterior with a given mean (a number or a function of u) and a constant sd; records its data."""
+    """A posterior with a given mean (a number or a function of u) and a constant sd; records its data.
+    Its prior (mean 0, sd `prior_sd`) covers any data by default, so BaMSOO leaves its sds as they are."""
 
-    def __init__(self, mean=0.0, sd=1.0, fail=False):
-        self.mean, self.sd, self.fail = mean, sd, fail
+    def __init__(self, mean=0.0, sd=1.0, fail=False, prior_sd=math.inf):
+        self.mean, self.sd, self.fail, self.prior_sd = mean, sd, fail, prior_sd
         self.updates = []
 
     def update(self, u, y):
@@ -31,6 +32,9 @@ class StubGP:
             raise ModelFittingError("stub cannot fit")
         mean = [self.mean(p) for p in u] if callable(self.mean) else np.full(len(u), self.mean)
         return np.asarray(mean, dtype=float), np.full(len(u), self.sd)
+
+    def prior(self):
+        return 0.0, self.prior_sd
 
 
 def three_real_values(opt):
@@ -53,15 +57,61 @@ def test_child_whose_upper_bound_reaches_f_plus_is_evaluated():
     assert cand.meta["node"] == 4 and opt.tree.nodes[4].state == PENDING
 
 
-def test_child_below_f_plus_gets_its_lower_bound_without_evaluation():
+def test_child_below_f_plus_gets_the_gp_mean_without_evaluation():
     sd = (1.0 - 1e-6) / confidence_bound(4, 0.05)
     opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=sd))
     three_real_values(opt)
     cand = opt.ask()
     node4 = opt.tree.nodes[4]
-    assert node4.state == APPROXIMATED and node4.value == pytest.approx(1e-6, abs=1e-12)
+    assert node4.state == APPROXIMATED and node4.value == 1.0
     # node 6 has a larger N, so a wider bound that reaches f+: it is the one evaluated
     assert cand.meta["node"] == 6 and opt.n_approximated == 1
+
+
+def test_paper_rule_gives_a_skipped_child_its_lower_bound():
+    sd = (1.0 - 1e-6) / confidence_bound(4, 0.05)
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=sd), approximate_with="lcb")
+    three_real_values(opt)
+    opt.ask()
+    assert opt.tree.nodes[4].value == pytest.approx(1e-6, abs=1e-12)
+
+
+def test_sds_are_scaled_until_the_prior_bounds_cover_every_real_value():
+    # real values 1.0 (node 0, counted as N = 1), 0.5 (node 1) and 2.0 (node 3); prior mean 0, sd 0.1
+    sd = (1.0 - 1e-6) / confidence_bound(4, 0.05)  # unscaled, node 4 would be approximated
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=sd, prior_sd=0.1))
+    three_real_values(opt)
+    cand = opt.ask()
+    expected = max(1.0 / confidence_bound(1, 0.05), 2.0 / confidence_bound(3, 0.05)) / 0.1
+    assert opt.sd_scale == pytest.approx(expected) and cand.meta["node"] == 4
+
+
+def test_a_prior_that_covers_the_real_values_is_left_alone():
+    opt = BaMSOO(unit_space(1), surrogate=StubGP(mean=1.0, sd=0.1, prior_sd=10.0))
+    three_real_values(opt)
+    opt.ask()
+    assert opt.sd_scale == 1.0
+
+
+def test_a_gp_fitted_on_flat_data_with_one_narrow_peak_does_not_rule_out_unexplored_cells():
+    """Shekel's failure: fitted on flat values and one peak, the GP's prior sd is so small that far from
+    the data mean + B_N sd < f+, so BaMSOO would never evaluate anything but the peak again."""
+    peak = np.array([5 / 6, 0.5])
+
+    def spiky(u):
+        return 0.05 * float(np.sin(7 * u[0] + 3 * u[1])) + 5.0 * float(np.sum((u - peak) ** 2) < 1e-4)
+
+    opt = BaMSOO(unit_space(2))
+    for _ in range(30):
+        cand = opt.ask()
+        opt.tell(cand.id, spiky(cand.u))
+    opt.ask()
+    assert opt.best().score > 4.0  # the peak's centre is one of the root's children
+    far = np.array([[0.02, 0.98]])
+    mean, sd = (float(a[0]) for a in opt.surrogate.predict(far))
+    bound = confidence_bound(len(opt.tree.nodes), opt.eta)
+    assert mean + bound * sd < opt.best().score  # the fitted model alone rules the corner out
+    assert mean + bound * sd * opt.sd_scale >= opt.best().score
 
 
 def test_gp_is_not_consulted_before_min_points_real_values():
@@ -137,7 +187,8 @@ def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
             opt.tell(a.id, f(a.params))
 
 
-@pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points")])
+@pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points"),
+                                              ({"approximate_with": "ucb"}, "approximate_with")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("bamsoo", unit_space(1), **options)

@@ -11,16 +11,16 @@ FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "ha
           "x": {"type": "float", "low": 0, "high": 1}}
 
 
-def test_no_arguments_runs_the_default_study():
-    proc = run_pbo([])
-    assert proc.returncode == 0, proc.stderr
-    assert len(trials(proc.stdout)) == 12
-    assert "pbo: 12 evaluations (0 failed) on 1 worker(s)" in proc.stdout
-    assert "pbo: best value" in proc.stdout
+def test_without_a_config_the_tiny_llm_study_runs():
+    proc = run_pbo(["--budget", "1"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [t for t, *_ in trials(proc.stdout)] == [0, 1]  # the untuned baseline, then one LoRA trial
+    assert "pbo: bamsoo on llm, budget 1" in proc.stdout
+    assert "pbo: 1 evaluations (0 failed)" in proc.stdout
 
 
 def test_local_workers_share_the_budget():
-    proc = run_pbo(["--workers", "3", "--budget", "9", "--algorithm", "random"])
+    proc = run_pbo(["--objective", "hartmann6", "--workers", "3", "--budget", "9", "--algorithm", "random"])
     assert proc.returncode == 0, proc.stderr
     rows = trials(proc.stdout)
     assert sorted(t for t, *_ in rows) == list(range(1, 10)) and {w for _, w, *_ in rows} == {1, 2, 3}

@@ -6,9 +6,10 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 from log_support import SPACE
-from pbo.log import load_resume, read
+from pbo.log import load_resume, read, session
 from pbo_process import ROOT, command, environment, run_pbo, trials
 
 BRANIN = ["--objective", "branin", "--algorithm", "lhs", "--budget", "6", "--seed", "2"]
@@ -82,3 +83,20 @@ def test_sigterm_leaves_a_log_that_the_message_names_and_that_resumes_to_the_end
                              text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(read(path).trials["trial_id"]) == list(range(1, 11))
+
+
+def test_runs_started_in_the_same_second_get_their_own_default_log(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(session, "default_path", lambda algorithm, objective: Path("runs/lhs-toy-20260101-000000.h5"))
+    config = {"algorithm": "lhs", "objective": "toy", "seed": 3}
+    for log in [session.open_log(dict(config), SPACE, 2, None) for _ in range(2)]:
+        log.close()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["lhs-toy-20260101-000000-2.h5",
+                                                                     "lhs-toy-20260101-000000.h5"]
+
+
+def test_a_simulated_run_writes_a_log_only_when_out_is_given(tmp_path):
+    config = {"algorithm": "lhs", "objective": "toy", "seed": 3, "simulate": 64}
+    assert session.open_log(dict(config), SPACE, 64, None) is None
+    session.open_log({**config, "out": str(tmp_path / "sim.h5")}, SPACE, 64, None).close()
+    assert read(tmp_path / "sim.h5").attrs["n_workers"] == 64

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 
 from log_support import CONFIG, SPACE, baseline_result, drive, foreign_files, new_log, new_optimizer
 from pbo.log import LogError, RunLog, load_resume, read, resume_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def interrupted(path, config=CONFIG, workers=2, stop_after=5):
@@ -117,3 +124,18 @@ def test_a_foreign_or_damaged_file_is_refused_in_one_line(tmp_path):
         with pytest.raises(LogError, match=message) as err:
             load_resume(path)
         assert "\n" not in str(err.value), kind
+
+
+def test_a_log_whose_writer_still_runs_is_not_taken_over(tmp_path):
+    path = tmp_path / "run.h5"
+    writer = subprocess.Popen([sys.executable, str(Path(__file__).parent / "log_support.py"), str(path), "100000"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        while not writer.stdout.readline().startswith("ack"):
+            pass
+        with pytest.raises(LogError, match=f"is still being written by process {writer.pid} on "):
+            RunLog.reopen(path, n_workers=1)
+    finally:
+        writer.kill()
+        writer.wait()
+    RunLog.reopen(path, n_workers=1).close()  # once it is gone, the run can be resumed

@@ -142,3 +142,11 @@ def test_hyperparameters_are_fitted_on_at_most_max_fit_points():
     assert np.allclose(gp.predict(u[:5])[0], y[:5], atol=2e-2)
     with pytest.raises(ValueError, match="max_fit_points"):
         GPSurrogate(dim=2, min_points=5, max_fit_points=3)
+
+
+def test_prior_is_the_prediction_far_from_all_data():
+    gp = GPSurrogate(dim=2)
+    u = np.random.default_rng(0).random((20, 2))
+    gp.update(u, np.sin(5 * u[:, 0]))
+    mean, sd = gp.predict(np.array([[50.0, 50.0]]))
+    assert gp.prior() == pytest.approx((mean[0], sd[0]))

@@ -28,11 +28,13 @@ def resume_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], ResumeStat
 def open_log(config: dict[str, Any], space: Space, n_workers: int, state: ResumeState | None,
              start_time: float | None = None) -> RunLog | None:
     """The log the run writes: the resumed one, `out`, or a new file under runs/ (simulated runs write none
-    unless `out` is given). Sets `config["out"]` to the file, so the logged settings name it. `start_time`
-    is the Unix time the scheduler's clock counts from."""
+    unless `out` is given, and skip the fsync: nothing there is worth a disk wait). Sets `config["out"]` to the
+    file, so the logged settings name it. `start_time` is the Unix time the scheduler's clock counts from."""
+    durable = config.get("simulate") is None
     if state is not None:
         changes = {key: value for key, value in config.items() if key != "resume" and state.settings.get(key) != value}
-        return RunLog.reopen(state.path, n_workers=n_workers, changes=changes, session_start=start_time)
+        return RunLog.reopen(state.path, n_workers=n_workers, changes=changes, session_start=start_time,
+                             durable=durable)
     if config.get("out") is None:
         if config.get("simulate") is not None:
             return None
@@ -42,7 +44,7 @@ def open_log(config: dict[str, Any], space: Space, n_workers: int, state: Resume
         make_folder = False
     return RunLog.create(config["out"], config=config, space=space, algorithm=config["algorithm"],
                          seed=config["seed"], n_workers=n_workers, overwrite=config.get("overwrite", False),
-                         make_folder=make_folder, start_time=start_time)
+                         make_folder=make_folder, start_time=start_time, durable=durable)
 
 
 def _unused(path: Path) -> Path:

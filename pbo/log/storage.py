@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -53,6 +54,35 @@ def _writer_flag(path: Path) -> bool:
     return len(head) == 12 and head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] >= 2 and head[11] != 0
 
 
+def writer_id() -> str:
+    """`host:pid` of this process, stored in the `writer` attribute of a log it writes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def check_not_live(path: Path) -> None:
+    """Refuse to take over a log whose writer is still running on this host (a run resumed twice at once
+    would write two files, of which only one survives). A killed writer leaves the same flag, but its process
+    is gone; a writer on another host cannot be checked."""
+    if not _writer_flag(path):
+        return
+    with open_readable(path) as handle:
+        host, _, pid = str(handle.attrs.get("writer", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+        raise LogError(f"{path} is still being written by process {pid} on {host}; stop that run first")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of ours with this pid exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (ProcessLookupError, PermissionError):
+        return False
+    except OSError:  # no /proc: trust kill()
+        return True
+
+
 def open_for_append(path: Path) -> h5py.File:
     """Open a cleanly closed log for writing and switch SWMR on, so readers may follow it live."""
     handle = h5py.File(path, "a", libver="latest", locking="best-effort")
@@ -77,6 +107,8 @@ def check_writable(path: Path, *, overwrite: bool) -> None:
     folder = path.parent
     if path.exists() and not overwrite:
         raise LogError(f"{path} already exists (give --overwrite to replace it, or --resume {path} to continue it)")
+    if path.is_file():
+        check_not_live(path)
     if path.is_dir():
         raise LogError(f"{path} is a folder, not a log file")
     if not folder.is_dir():

@@ -28,8 +28,8 @@ import numpy as np
 import pbo
 from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS,
                             TRIALS, committed_rows, create_column, create_table, encode_text, metric_column, to_json)
-from pbo.log.storage import (LogError, check_space, check_writable, detach, first_line, fsync, open_for_append,
-                              open_readable, replacing, rewrite)
+from pbo.log.storage import (LogError, check_not_live, check_space, check_writable, detach, first_line, fsync,
+                              open_for_append, open_readable, replacing, rewrite, writer_id)
 from pbo.optimizers.base import Candidate
 from pbo.space import Space
 from pbo.trial import TrialResult
@@ -88,7 +88,7 @@ class RunLog:
                     "algorithm": algorithm, "objective": str(config.get("objective", "")), "seed": int(seed),
                     "space": to_json(space.to_dict()),
                     "start_time": time.time() if start_time is None else float(start_time),
-                    "hostname": socket.gethostname(), "n_workers": int(n_workers),
+                    "hostname": socket.gethostname(), "n_workers": int(n_workers), "writer": writer_id(),
                 })
                 for table in (TRIALS, ASKS):
                     create_table(handle.create_group(table, track_order=True), table, space.dim)
@@ -104,13 +104,14 @@ class RunLog:
         larger budget) go into the `resumes` attribute. Times recorded from now on count from `session_start`
         (Unix time, default now) and are shifted onto the log's clock."""
         path = Path(path)
+        check_not_live(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
             start_time = float(handle.attrs["start_time"])
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers),
                         "settings": dict(changes or {})})
         try:
-            rewrite(path, attrs={"resumes": to_json(resumes), "n_workers": int(n_workers)})
+            rewrite(path, attrs={"resumes": to_json(resumes), "n_workers": int(n_workers), "writer": writer_id()})
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
         log = cls(path, durable=durable)

@@ -50,6 +50,10 @@ def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Ob
             raise ObjectiveError(f"objective {name!r} takes no options, got {sorted(options)}")
         fn = FUNCTIONS[name]
         return Objective(name, fn, space=fn.space(), optimum=fn.optimum)
+    if name == "llm":
+        from pbo.objectives.llm.objective import make_objective
+
+        return make_objective(options)
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:

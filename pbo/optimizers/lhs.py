@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 from scipy.stats import qmc
 
 from pbo.optimizers.base import Optimizer, Proposal
+from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
+
+
+class Design:
+    """A seeded Latin hypercube of `n` unit points, handed out in order; points that an earlier one already
+    took (same integers and categoricals after snapping) are skipped."""
+
+    def __init__(self, dim: int, n: int, rng: np.random.Generator) -> None:
+        self.points = qmc.LatinHypercube(d=dim, rng=rng).random(n)
+        self.cursor = 0
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def next(self, is_new: Callable[[np.ndarray], bool]) -> tuple[int, np.ndarray] | None:
+        """The index and unit point of the next design point that `is_new` accepts, or None when used up."""
+        while self.cursor < len(self.points):
+            index, self.cursor = self.cursor, self.cursor + 1
+            if is_new(self.points[index]):
+                return index, self.points[index]
+        return None
 
 
 class LatinHypercube(Optimizer):
@@ -19,17 +43,12 @@ class LatinHypercube(Optimizer):
         n = design_size or budget
         if not n or n < 1:
             raise ValueError("lhs needs a budget (or design_size) to size its design")
-        self.design = qmc.LatinHypercube(d=space.dim, rng=self.rng).random(n)
-        self._cursor = 0
+        self.design = Design(space.dim, n, self.rng)
 
     def _ask(self) -> Proposal | None:
-        while self._cursor < len(self.design):
-            u = self.design[self._cursor]
-            self._cursor += 1
-            if self.lookup(u) is None:
-                return Proposal(u, {"phase": "lhs", "index": self._cursor - 1})
-        for _ in range(1000):
-            u = self.rng.random(self.space.dim)
-            if self.lookup(u) is None:
-                return Proposal(u, {"phase": "random"})
-        return None
+        is_new = lambda u: self.lookup(u) is None  # noqa: E731
+        nxt = self.design.next(is_new)
+        if nxt is not None:
+            return Proposal(nxt[1], {"phase": "lhs", "index": nxt[0]})
+        u = random_unvisited(self.rng, self.space.dim, is_new)
+        return None if u is None else Proposal(u, {"phase": "random"})

@@ -1,6 +1,10 @@
-"""Uniform random search: the baseline every method must beat."""
+"""Uniform random search: the baseline every method must beat, and the fallback step of the other methods."""
 
 from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
 
 from pbo.optimizers.base import Optimizer, Proposal
 
@@ -8,12 +12,18 @@ from pbo.optimizers.base import Optimizer, Proposal
 MAX_DRAWS = 1000
 
 
+def random_unvisited(rng: np.random.Generator, dim: int, is_new: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+    """A uniform unit point (shape (dim,)) that `is_new` accepts, or None after MAX_DRAWS refusals."""
+    for _ in range(MAX_DRAWS):
+        u = rng.random(dim)
+        if is_new(u):
+            return u
+    return None
+
+
 class RandomSearch(Optimizer):
     name = "random"
 
     def _ask(self) -> Proposal | None:
-        for _ in range(MAX_DRAWS):
-            u = self.rng.random(self.space.dim)
-            if self.lookup(u) is None:
-                return Proposal(u, {"phase": "random"})
-        return None
+        u = random_unvisited(self.rng, self.space.dim, lambda p: self.lookup(p) is None)
+        return None if u is None else Proposal(u, {"phase": "random"})

@@ -1,0 +1,121 @@
+"""The LLM objective: one trial LoRA-tunes the base model with the proposed hyperparameters and scores it.
+
+`make_objective(options)` is what `resolve_objective("llm", options)` returns. A trial runs in a child
+process of its MPI worker, on the device that worker was given, and returns every task metric with its
+stderr, the training and scoring costs, and the objective's key.
+
+Example (the embedded tiny study, about ten seconds on one CPU core):
+    >>> objective = make_objective({"model": "tiny", "dataset": "tiny", "task_dir": "tiny",
+    ...                             "tasks": ["hellaswag_tiny"], "objective": "hellaswag_tiny/acc"})
+    >>> metrics = objective.function({"lora_rank": 8, "learning_rate": 3e-3})  # doctest: +SKIP
+    >>> metrics["hellaswag_tiny/acc"] > 0.6  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import resource
+from typing import Any, Mapping
+
+import torch
+
+from pbo.objectives import Objective, ObjectiveError
+from pbo.objectives.llm.adapters import keep_adapter
+from pbo.objectives.llm.config import LLMConfig, first_line
+from pbo.objectives.llm.data import load_records, tokenize
+from pbo.objectives.llm.evaluate import check_tasks, score
+from pbo.objectives.llm.model import add_lora, check_model, compute_dtype, load_model, load_tokenizer, pick_device
+from pbo.objectives.llm.train import train
+
+#: The reference study's search space (DESIGN.md), with the learning rate cut to the range that trains.
+REFERENCE_SPACE = {
+    "lora_rank": {"type": "int", "low": 2, "high": 64},
+    "lora_alpha": {"type": "int", "low": 1, "high": 64},
+    "lora_dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+    "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+}
+
+
+def make_objective(options: Mapping[str, Any] | None) -> Objective:
+    cfg = LLMConfig.from_mapping(options)
+    return Objective(name="llm", function=functools.partial(run_trial, cfg), key=cfg.key, minimize=False,
+                     space=REFERENCE_SPACE, check=functools.partial(check, cfg),
+                     baseline=functools.partial(run_baseline, cfg))
+
+
+def check(cfg: LLMConfig) -> None:
+    """Start-up validation on the master: model, LoRA targets, dataset and tasks all load."""
+    check_model(cfg)
+    try:
+        load_records(cfg.resolve("dataset"), cfg.dataset_split, cfg.max_examples)
+    except ObjectiveError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub and network errors all mean "cannot read this dataset"
+        raise ObjectiveError(f"llm objective: cannot load dataset {cfg.dataset!r}: {first_line(exc)}") from None
+    check_tasks(cfg)
+
+
+def fine_tune(cfg: LLMConfig) -> tuple[Any, Any, dict[str, float]]:
+    """(LoRA model, tokenizer, training metrics) for one configuration."""
+    device = _prepare_device(cfg)
+    tokenizer = load_tokenizer(cfg.resolve("model"))
+    records = load_records(cfg.resolve("dataset"), cfg.dataset_split, cfg.max_examples)
+    seqs = tokenize(records, tokenizer, cfg.prompt_template, cfg.max_seq_length)
+    model = load_model(cfg, device)
+    torch.manual_seed(cfg.seed)  # after everything that may re-seed: the adapter's A matrices and dropout
+    model = add_lora(model, cfg)
+    stats = train(model, seqs, cfg, device, tokenizer.pad_token_id, compute_dtype(cfg.precision, device))
+    metrics = {"train_seconds": stats.seconds, "train_tokens_per_s": stats.tokens_per_second,
+               "train_steps": float(stats.steps), "pad_fraction": stats.pad_fraction,
+               "train_loss_first": stats.first_loss, "train_loss_last": stats.last_loss}
+    return model, tokenizer, metrics
+
+
+def run_trial(cfg: LLMConfig, params: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics of one trial; raises TrialFailed (NaN or diverging loss) with the reason."""
+    cfg = cfg.with_params(params)
+    model, tokenizer, metrics = fine_tune(cfg)
+    metrics.update(scored(model, tokenizer, cfg))
+    if cfg.keep_top_k:
+        keep_adapter(model, cfg, dict(params), metrics)
+    return metrics
+
+
+def run_baseline(cfg: LLMConfig) -> dict[str, float]:
+    """Metrics of the untuned base model (the study's trial 0)."""
+    device = _prepare_device(cfg)
+    return scored(load_model(cfg, device), load_tokenizer(cfg.resolve("model")), cfg)
+
+
+def _prepare_device(cfg: LLMConfig) -> torch.device:
+    device = pick_device()
+    if device.type == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return device
+
+
+def scored(model: Any, tokenizer: Any, cfg: LLMConfig) -> dict[str, float]:
+    """Task metrics, eval seconds, peak memory and the objective's key."""
+    metrics, seconds = score(model, tokenizer, cfg)
+    missing = [m for m in cfg.objective_weights if m not in metrics]
+    if missing:
+        raise ObjectiveError(f"llm objective: objective metric(s) {missing} not reported by lm-eval "
+                             f"(reported: {', '.join(sorted(metrics))})")
+    metrics["eval_seconds"] = seconds
+    metrics["peak_memory_mb"] = _peak_memory_mb()
+    if cfg.key not in metrics:  # a weighted mean
+        weights = cfg.objective_weights
+        metrics[cfg.key] = sum(w * metrics[m] for m, w in weights.items()) / sum(weights.values())
+    return metrics
+
+
+def _peak_memory_mb() -> float:
+    """Peak GPU memory allocated by torch, or on the CPU the process's peak resident set."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+

@@ -1,0 +1,125 @@
+"""GP Bayesian optimization: a Latin hypercube design, then a BoTorch GP with expected improvement.
+
+One outstanding ask uses LogEI; with other asks pending, qLogNoisyEI with those points as `X_pending`, so
+parallel workers get distinct, complementary points instead of the same maximizer. Every GP ask is a pure
+function of the finished trials, the pending points and a seed derived from the trial id, which makes the
+optimizer deterministic for a seed and lets replay (restore) return the recorded point without refitting.
+
+Example:
+    >>> from pbo.space import Space
+    >>> from pbo.optimizers import make_optimizer
+    >>> space = Space.from_dict({"x": {"type": "float", "low": 0, "high": 1}})
+    >>> opt = make_optimizer("bo", space, seed=0, budget=8, n_init=4)
+    >>> for _ in range(8):
+    ...     cand = opt.ask()
+    ...     opt.tell(cand.id, -(cand.params["x"] - 0.3) ** 2)
+    >>> abs(opt.best().candidate.params["x"] - 0.3) < 0.1
+    True
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from botorch.acquisition import LogExpectedImprovement, qLogNoisyExpectedImprovement
+from botorch.exceptions import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms import Standardize
+from botorch.optim import optimize_acqf
+from botorch.sampling import SobolQMCNormalSampler
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from pbo.optimizers.base import Optimizer, Proposal
+from pbo.optimizers.lhs import Design
+from pbo.optimizers.random import random_unvisited
+from pbo.space import Space
+from pbo.surrogate import _one_thread
+
+#: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
+MIN_GP_POINTS = 2
+
+
+class GPBO(Optimizer):
+    """GP-BO on the unit cube (inputs as is, outputs standardized).
+
+    Options: `n_init` design points (default max(2d + 1, 5), capped by the budget); `num_restarts` and
+    `raw_samples` of the acquisition optimizer; `mc_samples` for qLogNEI when asks are pending; `noise`, the
+    observation noise variance as a fraction of the variance of the values: None fits it (noisy objectives
+    such as the LLM study; BoTorch then keeps it above 1e-4), a small value (1e-6) suits deterministic ones.
+    """
+
+    name = "bo"
+
+    def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
+                 n_init: int | None = None, num_restarts: int = 4, raw_samples: int = 128,
+                 mc_samples: int = 128, noise: float | None = None) -> None:
+        super().__init__(space, seed=seed, minimize=minimize, budget=budget)
+        n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
+        if budget:
+            n_init = min(n_init, int(budget))
+        if n_init < 1:
+            raise ValueError(f"bo: n_init must be at least 1, got {n_init}")
+        if min(num_restarts, raw_samples, mc_samples) < 1:
+            raise ValueError("bo: num_restarts, raw_samples and mc_samples must be at least 1")
+        if noise is not None and not noise > 0:
+            raise ValueError(f"bo: noise must be positive (or None to fit it), got {noise}")
+        self.noise = noise
+        self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
+        self.design = Design(space.dim, n_init, self.rng)
+
+    def _ask(self) -> Proposal | None:
+        nxt = self.design.next(self._is_new)
+        if nxt is not None:
+            return Proposal(nxt[1], {"phase": "design", "index": nxt[0]})
+        if self._replay_u is not None:
+            return Proposal(self._replay_u, {"phase": "replay"})
+        rng = np.random.default_rng([self.seed, self._next_id])
+        x, _ = self.completed()
+        if len(x) < MIN_GP_POINTS:
+            return self._random(rng, "random")
+        try:
+            ranked = self._acquisition_maximizers(int(rng.integers(2 ** 31)))
+        except (ModelFittingError, RuntimeError, ValueError) as exc:
+            warnings.warn(f"bo: GP step failed ({type(exc).__name__}: {exc}); proposing a random point",
+                          RuntimeWarning, stacklevel=3)
+            return self._random(rng, "fallback")
+        for u in ranked:
+            if self._is_new(u):
+                return Proposal(u, {"phase": "gp"})
+        # Every local maximizer snapped onto a known point (small integer or categorical space).
+        return self._random(rng, "random")
+
+    def _acquisition_maximizers(self, seed: int) -> list[np.ndarray]:
+        """Local maximizers of the acquisition, best first (unit points, shape (d,) each)."""
+        x, y = self.completed()
+        train_x = torch.as_tensor(x, dtype=torch.float64)
+        train_y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
+        pending = [c.u for c in self.pending()]
+        with torch.random.fork_rng(), _one_thread():
+            torch.manual_seed(seed)
+            train_yvar = None if self.noise is None else torch.full_like(
+                train_y, self.noise * max(float(train_y.var()), 1e-12))
+            model = SingleTaskGP(train_x, train_y, train_yvar, outcome_transform=Standardize(m=1))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            if pending:
+                acq = qLogNoisyExpectedImprovement(
+                    model, X_baseline=train_x, X_pending=torch.as_tensor(np.array(pending), dtype=torch.float64),
+                    sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=seed))
+            else:
+                acq = LogExpectedImprovement(model, best_f=train_y.max())
+            bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
+            points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=self.num_restarts,
+                                           raw_samples=self.raw_samples, options={"seed": seed},
+                                           return_best_only=False)
+        order = torch.argsort(values.reshape(-1), descending=True)
+        return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
+
+    def _random(self, rng: np.random.Generator, phase: str) -> Proposal | None:
+        u = random_unvisited(rng, self.space.dim, self._is_new)
+        return None if u is None else Proposal(u, {"phase": phase})
+
+    def _is_new(self, u: np.ndarray) -> bool:
+        return self.lookup(u) is None

@@ -1,0 +1,94 @@
+"""GP-BO specifics: the initial design, the GP phase, its fallback, discrete spaces and cheap replay."""
+
+import numpy as np
+import pytest
+from botorch.exceptions import ModelFittingError
+
+import pbo.optimizers.bo as bo
+from pbo.optimizers import make_optimizer
+from pbo.space import Space
+
+LINE = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+CUBE = Space.from_dict({f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)})
+FAST = {"num_restarts": 2, "raw_samples": 32, "mc_samples": 32}
+
+
+def parabola(cand):
+    return -(cand.params["x"] - 0.3) ** 2
+
+
+def run(opt, n, objective=parabola):
+    for _ in range(n):
+        cand = opt.ask()
+        opt.tell(cand.id, objective(cand))
+    return opt
+
+
+@pytest.mark.parametrize("dim, budget, expected", [(1, None, 5), (3, None, 7), (3, 4, 4)])
+def test_design_size_is_2d_plus_1_at_least_5_capped_by_budget(dim, budget, expected):
+    space = Space.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(dim)})
+    assert len(make_optimizer("bo", space, budget=budget).design) == expected
+
+
+def test_design_is_handed_out_first_then_the_gp_takes_over():
+    opt = make_optimizer("bo", CUBE, seed=0, n_init=4, **FAST)
+    phases = [c.meta["phase"] for c in [opt.ask() for _ in range(4)]]
+    assert phases == ["design"] * 4
+    for cand in opt.pending():
+        opt.tell(cand.id, float(cand.u.sum()))
+    assert opt.ask().meta["phase"] == "gp"
+
+
+@pytest.mark.parametrize("noise", [None, 1e-6])
+def test_gp_steps_converge_on_a_smooth_function(noise):
+    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, noise=noise, **FAST), 12)
+    assert abs(opt.best().candidate.params["x"] - 0.3) < 0.01
+
+
+def test_pending_points_push_the_next_proposal_away():
+    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 8)
+    first, second = opt.ask(), opt.ask()
+    assert abs(first.u[0] - second.u[0]) > 1e-3
+
+
+def test_a_failed_gp_fit_falls_back_to_a_random_point_with_a_warning(monkeypatch):
+    def broken_fit(mll):
+        raise ModelFittingError("all attempts to fit the model have failed")
+
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=3, **FAST), 3)
+    monkeypatch.setattr(bo, "fit_gpytorch_mll", broken_fit)
+    with pytest.warns(RuntimeWarning, match="GP step failed .*ModelFittingError"):
+        cand = opt.ask()
+    assert cand.meta["phase"] == "fallback"
+
+
+def test_random_points_until_two_trials_succeed():
+    opt = make_optimizer("bo", LINE, seed=0, n_init=2, **FAST)
+    for cand in [opt.ask(), opt.ask()]:
+        opt.tell_failure(cand.id, "crashed")
+    assert opt.ask().meta["phase"] == "random"
+
+
+def test_integer_space_is_filled_without_repeats():
+    space = Space.from_dict({"k": {"type": "int", "low": 0, "high": 5}})
+    opt = run(make_optimizer("bo", space, seed=0, n_init=2, **FAST), 6, lambda c: -abs(c.params["k"] - 2))
+    assert sorted(t.candidate.params["k"] for t in opt.trials.values()) == list(range(6))
+    assert opt.ask() is None
+
+
+def test_replay_returns_recorded_points_without_fitting_a_gp():
+    opt = run(make_optimizer("bo", LINE, seed=2, n_init=3, **FAST), 8)
+    restored = make_optimizer("bo", LINE, seed=2, n_init=3, **FAST)
+    restored._acquisition_maximizers = lambda seed: pytest.fail("replay optimized the acquisition")
+    restored.load_state_dict(opt.state_dict())
+    assert restored.best().candidate.u.tolist() == opt.best().candidate.u.tolist()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n_init": 0}, "n_init must be at least 1"),
+    ({"raw_samples": 0}, "must be at least 1"),
+    ({"noise": -1.0}, "noise must be positive"),
+])
+def test_invalid_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        make_optimizer("bo", LINE, **options)
