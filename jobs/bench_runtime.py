@@ -3,7 +3,7 @@
 1. Real MPI on this machine: `mpirun -np W+1 python -m pbo.run` on Hartmann6 whose trials sleep a lognormal
    1 s mean, budget 64: makespan, speedup vs 1 worker, utilization, master CPU time, median master latency
    (a result's arrival -> the next dispatch), and the simulator's makespan for the same run (with the
-   master's real compute time charged to the virtual clock).
+   master's real compute time, optimizer and HDF5 log, charged to the virtual clock).
 2. Simulated: W = 1 .. 1024 workers, trials of a lognormal 43 min mean, budget 4 W: utilization and time to
    budget, also "steady" utilization (up to the last dispatch, i.e. without the unavoidable final drain), and
    the simple regret against the same algorithm run with 1 worker and the same budget (parallelism must not
@@ -47,10 +47,15 @@ def mpirun() -> str:
     return str(candidate) if candidate.exists() else shutil.which("mpirun")
 
 
-def real_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -> dict:
-    cmd = [mpirun(), "-np", str(workers + 1), sys.executable, "-m", "pbo.run", "--config", os.devnull,
-           "--objective", "hartmann6", "--algorithm", algorithm, "--budget", str(budget), "--seed", str(seed),
-           "--cost", json.dumps(cost), "--no-progress"]
+def cli_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int, simulate: bool = False) -> dict:
+    """`mpirun -np W+1 python -m pbo.run`, or with `simulate` its prediction: `--simulate W` on the same
+    settings, charging the master's real compute (optimizer and HDF5 log) to the virtual clock."""
+    cmd = [sys.executable, "-m", "pbo.run", "--config", os.devnull, "--objective", "hartmann6", "--algorithm",
+           algorithm, "--budget", str(budget), "--seed", str(seed), "--cost", json.dumps(cost), "--no-progress"]
+    if simulate:
+        cmd += ["--simulate", str(workers), "--simulate-master-time", "--out", "simulated.h5"]
+    else:
+        cmd = [mpirun(), "-np", str(workers + 1), *cmd]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as scratch:  # the run's HDF5 log goes there
         proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=1800)
@@ -61,11 +66,10 @@ def real_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -
     return {"makespan": makespan, "utilization": utilization, "master_cpu": cpu, "latency_ms": latency}
 
 
-def simulate(algorithm: str, workers: int, budget: int, cost: dict, seed: int,
-             master_time: bool = False) -> RunSummary:
+def simulate(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -> RunSummary:
     objective = resolve_objective("hartmann6")
     optimizer = make_optimizer(algorithm, Space.from_dict(objective.space), seed=seed, budget=budget)
-    backend = SimulatedBackend(objective, workers, CostModel.from_dict(cost), master_time=master_time)
+    backend = SimulatedBackend(objective, workers, CostModel.from_dict(cost))
     return run_study(optimizer, backend, budget=budget)
 
 
@@ -105,17 +109,17 @@ def main() -> None:
         base = None
         for w in real_workers:
             cost = {"kind": "lognormal", "mean": 1.0, "sigma": args.real_sigma, "seed": args.seed}
-            real = real_run(algorithm, w, real_budget, cost, args.seed)
-            sim = simulate(algorithm, w, real_budget, cost, args.seed, master_time=True)
-            predicted = sim.makespan
+            real = cli_run(algorithm, w, real_budget, cost, args.seed)
+            sim = cli_run(algorithm, w, real_budget, cost, args.seed, simulate=True)
+            predicted = sim["makespan"]
             base = base or real["makespan"]
             error = predicted / real["makespan"] - 1
             out["real"].append({"algorithm": algorithm, "workers": w, "budget": real_budget, **real,
                                 "speedup": base / real["makespan"], "simulated_makespan": predicted,
-                                "simulated_utilization": sim.utilization})
+                                "simulated_utilization": sim["utilization"]})
             rows.append([algorithm, w, f"{real['makespan']:.2f}", f"{base / real['makespan']:.2f}",
                          f"{real['utilization']:.3f}", f"{real['master_cpu']:.2f}", f"{real['latency_ms']:.2f}",
-                         f"{predicted:.2f}", f"{100 * error:+.1f}%", f"{sim.utilization:.3f}"])
+                         f"{predicted:.2f}", f"{100 * error:+.1f}%", f"{sim['utilization']:.3f}"])
             print(rows[-1], file=sys.stderr, flush=True)
     print(table(f"Real mpirun, Hartmann6, budget {real_budget}, lognormal cost mean 1 s sigma {args.real_sigma}",
                 ["algorithm", "workers", "makespan s", "speedup", "utilization", "master CPU s",
