@@ -49,12 +49,17 @@ def make_objective(options: Mapping[str, Any] | None) -> Objective:
 
 
 def check(cfg: LLMConfig, space: Space) -> None:
-    """Start-up validation on the master: every search-space variable sets a training field, and the model,
-    LoRA targets, dataset and tasks all load."""
+    """Start-up validation on the master: every search-space variable sets a training field, and the
+    resources load."""
     unknown = [name for name in space.names if name not in TUNABLE]
     if unknown:
         raise ObjectiveError(f"llm objective: search-space variable(s) {unknown} map to no training setting "
                              f"(tunable: {', '.join(TUNABLE)})")
+    check_resources(cfg)
+
+
+def check_resources(cfg: LLMConfig) -> None:
+    """The model, its LoRA targets, the dataset and the tasks all load."""
     check_model(cfg)
     try:
         load_records(cfg.resolve("dataset"), cfg.dataset_split, cfg.max_examples)

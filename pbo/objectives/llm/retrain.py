@@ -18,7 +18,7 @@ import yaml
 from pbo.objectives import ObjectiveError
 from pbo.objectives.llm.adapters import save_adapter
 from pbo.objectives.llm.config import LLMConfig
-from pbo.objectives.llm.objective import check, fine_tune, scored
+from pbo.objectives.llm.objective import check_resources, fine_tune, scored
 
 
 def load_study_options(path: Path) -> dict:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(params, dict):
             raise ObjectiveError(f"--params must be a JSON object, got {args.params!r}")
         cfg = LLMConfig.from_mapping(load_study_options(args.config)).with_params(params)
-        check(cfg)
+        check_resources(cfg)
         model, tokenizer, metrics = fine_tune(cfg)
         if not args.no_score:
             metrics.update(scored(model, tokenizer, cfg))
