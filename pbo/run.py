@@ -26,7 +26,7 @@ from pbo.optimizers import Optimizer
 from pbo.optimizers.base import TrialState
 from pbo.scheduler import RunSummary, WorkerStartError, run_study
 from pbo.space import SpaceError
-from pbo.study import build_objective, build_optimizer, build_space, cost_model
+from pbo.study import build_objective, build_optimizer, cost_model
 from pbo.trial import TrialResult
 from pbo.worker import host
 
@@ -77,11 +77,11 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         values, resumed = resume_values(given_values(argv))
         config = build_config(values)
         objective = build_objective(config, sleep=config.simulate is None)
-        if objective.check is not None:
-            objective.check(build_space(config, objective))
         # A resumed optimizer is built as it first was (LHS sizes its design by the budget), or replay diverges.
         first = config if resumed is None else Config({**config, "budget": resumed.config["budget"]})
         optimizer = build_optimizer(first, objective)
+        if objective.check is not None:
+            objective.check(optimizer.space)
         redo = resumed.restore(optimizer) if resumed is not None else []
         backend = _backend(config, objective, comm, ranks)
         log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None))
