@@ -2,20 +2,25 @@
 
 1. Real MPI on this machine: `mpirun -np W+1 python -m pbo.run` on Hartmann6 whose trials sleep a lognormal
    1 s mean, budget 64: makespan, speedup vs 1 worker, utilization, master CPU time, median master latency
-   (a result's arrival -> the next dispatch), and the simulator's makespan for the same run (with the
-   master's real compute time, optimizer and HDF5 log, charged to the virtual clock).
+   (the end of a worker's trial -> its next dispatch), and the simulator's makespan for the same run (with
+   the master's real compute time, optimizer and HDF5 log, charged to the virtual clock); for each
+   `--ask-ahead` mode.
 2. Simulated: W = 1 .. 1024 workers, trials of a lognormal 43 min mean, budget 4 W: utilization and time to
    budget, also "steady" utilization (up to the last dispatch, i.e. without the unavoidable final drain), and
    the simple regret against the same algorithm run with 1 worker and the same budget (parallelism must not
    be bought with wasted evaluations).
+3. The bound: the utilization of an ideal scheduler (no master time at all, a worker is never idle while
+   work is left) on the same lognormal durations, for budgets of 4 to 64 trials per worker. What it loses is
+   the final drain, which no scheduler avoids when the budget is spent.
 
-Usage: python jobs/bench_runtime.py [--algorithms random,lhs] [--quick] [--json FILE]
+Usage: python jobs/bench_runtime.py [--algorithms random,lhs] [--ask-ahead never,auto] [--quick] [--json FILE]
 (run it with `nice`; the real part oversubscribes the cores on purpose: trials sleep).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import re
@@ -24,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,11 +54,13 @@ def mpirun() -> str:
     return str(candidate) if candidate.exists() else shutil.which("mpirun")
 
 
-def cli_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int, simulate: bool = False) -> dict:
+def cli_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int, ask_ahead: str,
+            simulate: bool = False) -> dict:
     """`mpirun -np W+1 python -m pbo.run`, or with `simulate` its prediction: `--simulate W` on the same
     settings, charging the master's real compute (optimizer and HDF5 log) to the virtual clock."""
     cmd = [sys.executable, "-m", "pbo.run", "--config", os.devnull, "--objective", "hartmann6", "--algorithm",
-           algorithm, "--budget", str(budget), "--seed", str(seed), "--cost", json.dumps(cost), "--no-progress"]
+           algorithm, "--budget", str(budget), "--seed", str(seed), "--cost", json.dumps(cost), "--no-progress",
+           "--ask-ahead", ask_ahead]
     if simulate:
         cmd += ["--simulate", str(workers), "--simulate-master-time", "--out", "simulated.h5"]
     else:
@@ -80,6 +89,21 @@ def steady_utilization(summary: RunSummary) -> float:
     return busy / (summary.n_workers * last) if last > 0 else 1.0
 
 
+def ideal_utilization(workers: int, rounds: int, sigma: float, repeats: int = 200, seed: int = 0) -> float:
+    """Median utilization of greedy list scheduling of `rounds * workers` lognormal trials (mean 1) with no
+    master time: each trial starts the moment a worker frees."""
+    rng = np.random.default_rng(seed)
+    mu = -sigma ** 2 / 2
+    shares = []
+    for _ in range(repeats):
+        durations = rng.lognormal(mu, sigma, rounds * workers)
+        free = [0.0] * workers
+        for duration in durations:
+            heapq.heappush(free, heapq.heappop(free) + duration)
+        shares.append(durations.sum() / (workers * max(free)))
+    return float(np.median(shares))
+
+
 def table(title: str, header: list[str], rows: list[list]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -96,6 +120,8 @@ def main() -> None:
     parser.add_argument("--real-sigma", type=float, default=0.5, help="lognormal spread of the real runs' cost")
     parser.add_argument("--max-model-budget", type=int, default=1024,
                         help="largest simulated budget for GP-based algorithms (their fits grow as n^3)")
+    parser.add_argument("--ask-ahead", default="auto", help="comma list of modes for the real runs")
+    parser.add_argument("--bound", action="store_true", help="print only the ideal-scheduler bound table")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     algorithms = args.algorithms.split(",")
@@ -105,24 +131,38 @@ def main() -> None:
     out: dict = {"real": [], "simulated": []}
 
     rows = []
+    for sigma in [float(x) for x in args.sigmas.split(",") if x]:
+        for w in [16, 64, 256, 1024]:
+            bounds = {k: ideal_utilization(w, k, sigma, seed=args.seed) for k in (4, 16, 64)}
+            out.setdefault("bound", []).append({"workers": w, "sigma": sigma, **{f"rounds_{k}": v
+                                                                                   for k, v in bounds.items()}})
+            rows.append([sigma, w, *(f"{v:.3f}" for v in bounds.values())])
+    if rows:
+        print(table("Ideal scheduler (no master time), lognormal trials: utilization for a budget of k trials per "
+                    "worker", ["sigma", "workers", "k = 4", "k = 16", "k = 64"], rows))
+    if args.bound:
+        return
+
+    rows = []
     for algorithm in algorithms:
-        base = None
-        for w in real_workers:
-            cost = {"kind": "lognormal", "mean": 1.0, "sigma": args.real_sigma, "seed": args.seed}
-            real = cli_run(algorithm, w, real_budget, cost, args.seed)
-            sim = cli_run(algorithm, w, real_budget, cost, args.seed, simulate=True)
-            predicted = sim["makespan"]
-            base = base or real["makespan"]
-            error = predicted / real["makespan"] - 1
-            out["real"].append({"algorithm": algorithm, "workers": w, "budget": real_budget, **real,
-                                "speedup": base / real["makespan"], "simulated_makespan": predicted,
-                                "simulated_utilization": sim["utilization"]})
-            rows.append([algorithm, w, f"{real['makespan']:.2f}", f"{base / real['makespan']:.2f}",
-                         f"{real['utilization']:.3f}", f"{real['master_cpu']:.2f}", f"{real['latency_ms']:.2f}",
-                         f"{predicted:.2f}", f"{100 * error:+.1f}%", f"{sim['utilization']:.3f}"])
-            print(rows[-1], file=sys.stderr, flush=True)
+        for mode in args.ask_ahead.split(","):
+            base = None
+            for w in real_workers:
+                cost = {"kind": "lognormal", "mean": 1.0, "sigma": args.real_sigma, "seed": args.seed}
+                real = cli_run(algorithm, w, real_budget, cost, args.seed, mode)
+                sim = cli_run(algorithm, w, real_budget, cost, args.seed, mode, simulate=True)
+                predicted = sim["makespan"]
+                base = base or real["makespan"]
+                error = predicted / real["makespan"] - 1
+                out["real"].append({"algorithm": algorithm, "ask_ahead": mode, "workers": w, "budget": real_budget,
+                                    **real, "speedup": base / real["makespan"], "simulated_makespan": predicted,
+                                    "simulated_utilization": sim["utilization"]})
+                rows.append([algorithm, mode, w, f"{real['makespan']:.2f}", f"{base / real['makespan']:.2f}",
+                             f"{real['utilization']:.3f}", f"{real['master_cpu']:.2f}", f"{real['latency_ms']:.2f}",
+                             f"{predicted:.2f}", f"{100 * error:+.1f}%", f"{sim['utilization']:.3f}"])
+                print(rows[-1], file=sys.stderr, flush=True)
     print(table(f"Real mpirun, Hartmann6, budget {real_budget}, lognormal cost mean 1 s sigma {args.real_sigma}",
-                ["algorithm", "workers", "makespan s", "speedup", "utilization", "master CPU s",
+                ["algorithm", "ask ahead", "workers", "makespan s", "speedup", "utilization", "master CPU s",
                  "median latency ms", "simulated makespan s", "sim error", "simulated utilization"], rows))
 
     for sigma in [float(x) for x in args.sigmas.split(",") if x]:

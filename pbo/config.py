@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from pbo.optimizers import ALGORITHMS
+from pbo.optimizers import ALGORITHMS, optimizer_class
+from pbo.scheduler import ASK_AHEAD_MODES
 
 DEFAULT_STUDY = Path(__file__).parent / "studies" / "tiny_llm.yaml"
 
@@ -125,6 +126,9 @@ OPTIONS: list[Option] = [
     Option("simulate_master_time", boolean(), False,
            "with --simulate, add the master's real compute time (asks, tells) to the virtual clock; "
            "not deterministic"),
+    Option("ask_ahead", text(ASK_AHEAD_MODES), "auto",
+           "ask for the next point while every worker is busy, so a freed worker need not wait for the optimizer: "
+           "auto (when an ask takes over 1/100 of a trial; bo, lhs, random only) | always | never", "MODE", raw=True),
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),
     Option("isolate", boolean(), True, "run each evaluation in a child process of its worker"),
@@ -164,6 +168,10 @@ def build_config(values: Mapping[str, Any]) -> Config:
             raise ConfigError(f"{opt.name}: {exc}") from None
     if config.objective is None:
         raise ConfigError("no objective: set `objective` in the config file or give --objective")
+    if config.ask_ahead == "always" and not optimizer_class(config.algorithm).order_free_replay:
+        able = [name for name in ALGORITHMS if optimizer_class(name).order_free_replay]
+        raise ConfigError(f"ask_ahead: {config.algorithm} cannot ask ahead (its proposals depend on when results "
+                          f"arrive); use never or auto, or one of {', '.join(able)}")
     return config
 
 

@@ -154,8 +154,8 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
     try:
         summary = run_study(optimizer, backend, budget=config.budget, recorder=recorder,
                             baseline=objective.baseline is not None and not baseline_done,
-                            max_failures=config.max_failures, should_stop=stop, on_result=progress, redo=redo,
-                            dispatched=dispatched)
+                            max_failures=config.max_failures, ask_ahead=config.ask_ahead, should_stop=stop,
+                            on_result=progress, redo=redo, dispatched=dispatched)
     except LogError as exc:  # the disk filled up: everything acknowledged so far is in the log
         print(f"pbo: error: {exc}; the run can be resumed with --resume {recorder.path} once there is room",
               file=sys.stderr, flush=True)

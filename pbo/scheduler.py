@@ -4,12 +4,20 @@ Whenever a worker is free and the budget allows, it asks; whenever a result come
 the optimizer and refills idle workers at once. It depends only on a small `Backend` (submit a task to a
 worker, wait for the next outcome, read the clock), so the same loop drives in-process workers, MPI ranks
 and the simulated cluster.
+
+Asking ahead: when asks are slow next to trials (a GP optimizer with trials of a few seconds), a worker
+would sit idle while the master computes its next point. Then the scheduler asks once more while every
+worker is busy and hands that candidate to the next worker that frees, so a worker waits only for the
+recording of its result. The price: that point was chosen without the result that just arrived (it was
+pending instead), so this is off with one worker and, by default, only on when asks take more than
+`AskAhead.share` of a trial.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -68,7 +76,8 @@ class RunSummary:
     best: TrialResult | None = None
     makespan: float = 0.0
     busy: float = 0.0
-    #: Seconds from a result's arrival on the master to the next dispatch to that worker.
+    #: Seconds from the end of a worker's trial to its next dispatch: the idle time the master causes
+    #: (receiving, recording, telling, asking), including results queued while the master was busy.
     latencies: list[float] = field(default_factory=list)
     results: list[TrialResult] = field(default_factory=list)
     #: Why the run ended early: "" (budget spent), "exhausted", "max_failures" or "signal".
@@ -83,8 +92,43 @@ class RunSummary:
         return statistics.median(self.latencies) if self.latencies else math.nan
 
 
+ASK_AHEAD_MODES = ("auto", "always", "never")
+
+
+@dataclass
+class AskAhead:
+    """Decides whether to ask ahead: "always", "never", or "auto": when the recent asks' median compute time
+    exceeds `share` of the recent trials' median duration. Never with one worker, and never for an optimizer
+    whose replay depends on when results arrived (see `Optimizer.order_free_replay`)."""
+
+    mode: str = "auto"
+    share: float = 0.01
+    ask_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=5))
+    trial_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=25))
+
+    def __post_init__(self) -> None:
+        if self.mode not in ASK_AHEAD_MODES:
+            raise ValueError(f"ask_ahead must be one of {', '.join(ASK_AHEAD_MODES)}, got {self.mode!r}")
+
+    def ask(self, optimizer: Optimizer) -> Candidate | None:
+        """`optimizer.ask()`, timed."""
+        start = time.perf_counter()
+        try:
+            return optimizer.ask()
+        finally:
+            self.ask_seconds.append(time.perf_counter() - start)
+
+    def wanted(self, optimizer: Optimizer, n_workers: int) -> bool:
+        if self.mode == "never" or n_workers < 2 or not optimizer.order_free_replay:
+            return False
+        if self.mode == "always":
+            return True
+        return bool(self.ask_seconds and self.trial_seconds) and (
+            statistics.median(self.ask_seconds) > self.share * statistics.median(self.trial_seconds))
+
+
 def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: Recorder | None = None,
-              baseline: bool = False, max_failures: int | None = None,
+              baseline: bool = False, max_failures: int | None = None, ask_ahead: str = "auto",
               should_stop: Callable[[], bool] = lambda: False,
               on_result: Callable[[TrialResult, RunSummary], None] | None = None,
               redo: Sequence[Candidate] = (), dispatched: int = 0) -> RunSummary:
@@ -92,6 +136,8 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
 
     A resumed run passes the candidates that were in flight when it was killed as `redo` (issued again
     first, never asked again) and the evaluations the budget already counts, them included, as `dispatched`.
+    `ask_ahead` is an `AskAhead` mode; a candidate asked ahead is recorded when it is dispatched, and
+    abandoned, never recorded, if the run stops first.
 
     Ends when the budget is dispatched and nothing is in flight, or early (see `RunSummary.stopped`): when the
     optimizer has nothing to propose and nothing pending (the space is exhausted), when more than
@@ -101,14 +147,15 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     summary = RunSummary(len(backend.workers))
     idle: deque[int] = deque(backend.workers)
     in_flight: dict[int, tuple[Candidate | None, float]] = {}  # trial id -> (candidate, t_submit)
-    received: dict[int, float] = {}  # worker -> when its last outcome arrived
-    queue = deque(redo)
+    finished: dict[int, float] = {}  # worker -> when its last trial ended
+    queue = deque(redo)  # candidates that count against the budget already: redone, or asked ahead
+    ahead = AskAhead(ask_ahead)
     sign = -1.0 if optimizer.minimize else 1.0
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
         t_submit = backend.now()
-        if worker in received:
-            summary.latencies.append(t_submit - received.pop(worker))
+        if worker in finished:
+            summary.latencies.append(t_submit - finished.pop(worker))
         if recorder is not None and candidate is not None:
             recorder.record_submit(candidate, worker, t_submit)
         in_flight[task.trial_id] = (candidate, t_submit)
@@ -122,13 +169,19 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                 candidate = queue.popleft()
                 dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
                 continue
-            candidate = optimizer.ask()
+            candidate = ahead.ask(optimizer)
             if candidate is None:
                 if not optimizer.pending():
                     summary.stopped = "exhausted"
                 break
             dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
             dispatched += 1
+        if (not idle and not queue and dispatched < budget and not summary.stopped and not should_stop()
+                and ahead.wanted(optimizer, len(backend.workers))):
+            candidate = ahead.ask(optimizer)
+            if candidate is not None:
+                queue.append(candidate)
+                dispatched += 1
         if should_stop():
             summary.stopped = "signal"
         if not in_flight or summary.stopped in ("signal", "max_failures"):
@@ -138,7 +191,8 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             continue
         candidate, t_submit = in_flight.pop(outcome.trial_id)
         result = _result(outcome, candidate, t_submit)
-        received[outcome.worker] = outcome.t_received
+        # The worker's clock may run a little ahead of the master's on another node (or be unknown: NaN).
+        finished[outcome.worker] = outcome.t_end if outcome.t_end <= outcome.t_received else outcome.t_received
         if recorder is not None:
             recorder.record_result(result)
         if candidate is not None:
@@ -151,6 +205,8 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             elif summary.best is None or sign * result.value > sign * summary.best.value:
                 summary.best = result
         summary.busy += max(0.0, result.t_end - result.t_start)
+        if result.status is TrialState.OK:
+            ahead.trial_seconds.append(result.t_end - result.t_start)
         summary.results.append(result)
         idle.append(outcome.worker)
         if on_result is not None:

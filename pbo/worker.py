@@ -40,7 +40,7 @@ class Outcome:
     device: str = ""
     t_start: float = math.nan
     t_end: float = math.nan
-    #: When the master received it (set by the backend; the scheduler's latency starts here).
+    #: When the master received it (set by the backend).
     t_received: float = math.nan
 
 

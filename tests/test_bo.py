@@ -88,7 +88,24 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"n_init": 0}, "n_init must be at least 1"),
     ({"raw_samples": 0}, "must be at least 1"),
     ({"noise": -1.0}, "noise must be positive"),
+    ({"refit_growth": -0.1}, "refit_growth must be >= 0"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("bo", LINE, **options)
+
+
+def test_hyperparameters_are_fitted_when_the_data_have_grown_by_a_fifth():
+    opt = make_optimizer("bo", LINE, **FAST)
+    assert sorted({opt.fit_size(n) for n in range(2, 31)}) == [2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 22, 27]
+
+
+def test_between_scheduled_fits_the_gp_keeps_its_hyperparameters():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 16)
+    gp_asks = range(4, 16)  # successful trials when each GP ask was made
+    assert opt.n_fits == len({opt.fit_size(n) for n in gp_asks}) < len(gp_asks)
+
+
+def test_refit_growth_zero_fits_on_every_ask():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, refit_growth=0, **FAST), 10)
+    assert opt.n_fits == 6

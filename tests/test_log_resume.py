@@ -11,8 +11,14 @@ import h5py
 import numpy as np
 import pytest
 
-from log_support import CONFIG, SPACE, baseline_result, drive, foreign_files, new_log, new_optimizer
+from log_support import CONFIG, SPACE, baseline_result, drive, foreign_files, new_log, new_optimizer, toy
+from pbo.backends.simulated import SimulatedBackend
 from pbo.log import LogError, RunLog, load_resume, read, resume_config
+from pbo.objectives import Objective
+from pbo.objectives.cost import CostModel
+from pbo.optimizers import make_optimizer
+from pbo.optimizers.base import TrialState
+from pbo.scheduler import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +145,26 @@ def test_a_log_whose_writer_still_runs_is_not_taken_over(tmp_path):
         writer.kill()
         writer.wait()
     RunLog.reopen(path, n_workers=1).close()  # once it is gone, the run can be resumed
+
+
+def test_a_run_that_asked_ahead_resumes_from_its_log(tmp_path):
+    """Points asked ahead are logged at dispatch, after results that came in meanwhile; replay still
+    rebuilds the GP-BO optimizer, and a point asked ahead but never dispatched is simply not in the log."""
+    config = {**CONFIG, "algorithm": "bo", "budget": 16}
+    fast = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16, "n_init": 4}
+    objective = Objective("toy", toy, space=SPACE.to_dict())
+    before = make_optimizer("bo", SPACE, seed=config["seed"], budget=16, **fast)
+    results = []
+    with new_log(tmp_path / "run.h5", config) as log:
+        run_study(before, SimulatedBackend(objective, 3, CostModel("lognormal", mean=1.0, sigma=0.5)), budget=16,
+                  recorder=log, ask_ahead="always", should_stop=lambda: len(results) >= 10,
+                  on_result=lambda r, s: results.append(r))
+    state = load_resume(tmp_path / "run.h5")
+    logged = [e["id"] for e in state.events if e["op"] == "ask"]
+    assert len(before.trials) == len(logged) + 1  # the point asked ahead when the stop came
+    after = make_optimizer("bo", SPACE, seed=config["seed"], budget=16, **fast)
+    redo = state.restore(after)
+    for cid in logged:
+        assert after.trials[cid].candidate.u.tolist() == before.trials[cid].candidate.u.tolist()
+        assert after.trials[cid].state is before.trials[cid].state
+    assert [c.id for c in redo] == [cid for cid in logged if before.trials[cid].state is TrialState.PENDING]

@@ -1,6 +1,7 @@
 """The asynchronous scheduler, driven through an in-process backend (the simulated cluster)."""
 
 import math
+import time
 
 import pytest
 
@@ -9,6 +10,7 @@ from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
 from pbo.optimizers import make_optimizer
 from pbo.optimizers.base import TrialState
+from pbo.optimizers.random import RandomSearch
 from pbo.scheduler import run_study
 from pbo.space import Space
 
@@ -146,3 +148,84 @@ def test_tree_optimizers_are_recorded_after_each_tell():
     kinds = [e[0] for e in backend.events]
     assert kinds.count("record_tree") == 3
     assert all(kinds[i - 1] == "record_result" for i, k in enumerate(kinds) if k == "record_tree")
+
+
+class Diary(RandomSearch):
+    """Random search that notes each ask and tell in order, and may think for a while on each ask."""
+
+    def __init__(self, space, ask_seconds=0.0, **kwargs):
+        super().__init__(space, **kwargs)
+        self.diary, self.ask_seconds = [], ask_seconds
+
+    def ask(self):
+        time.sleep(self.ask_seconds)
+        cand = super().ask()
+        self.diary.append(("ask", cand.id))
+        return cand
+
+    def tell(self, candidate_id, value):
+        self.diary.append(("tell", candidate_id))
+        super().tell(candidate_id, value)
+
+
+def diary_study(*, workers, budget=6, ask_ahead="always", cost=1.0, ask_seconds=0.0, optimizer=None):
+    objective = Objective("f", lambda p: p["x"], space=X)
+    optimizer = optimizer or Diary(Space.from_dict(X), ask_seconds=ask_seconds, budget=budget)
+    backend = Journal(SimulatedBackend(objective, workers, CostModel("fixed", mean=cost)))
+    summary = run_study(optimizer, backend, budget=budget, recorder=backend, ask_ahead=ask_ahead)
+    return summary, optimizer, backend.events
+
+
+def asked_ahead(diary, workers):
+    """Whether some ask came while every worker was busy (more asks outstanding than workers)."""
+    outstanding = 0
+    for op, _ in diary:
+        outstanding += 1 if op == "ask" else -1
+        if outstanding > workers:
+            return True
+    return False
+
+
+def test_asking_ahead_gives_a_freed_worker_the_point_asked_before_its_result():
+    _, optimizer, events = diary_study(workers=2)
+    assert optimizer.diary[:4] == [("ask", 1), ("ask", 2), ("ask", 3), ("tell", 1)]
+    first_result = next(i for i, e in enumerate(events) if e[0] == "record_result")
+    assert events[first_result + 1:first_result + 3] == [("record_submit", 1, 3), ("submit", 1, 3)]
+
+
+def test_asking_ahead_stays_within_the_budget():
+    summary, optimizer, events = diary_study(workers=3, budget=7)
+    assert len(optimizer.trials) == 7 and summary.evaluations == 7
+    assert sorted(e[2] for e in events if e[0] == "submit") == list(range(1, 8))
+
+
+def test_one_worker_never_asks_ahead():
+    _, optimizer, _ = diary_study(workers=1, budget=4)
+    assert not asked_ahead(optimizer.diary, 1)
+
+
+def test_auto_asks_ahead_only_when_asks_are_slow_next_to_trials():
+    _, slow_asks, _ = diary_study(workers=2, budget=8, ask_ahead="auto", cost=0.05, ask_seconds=0.002)
+    _, quick_asks, _ = diary_study(workers=2, budget=8, ask_ahead="auto", cost=1000.0, ask_seconds=0.002)
+    assert asked_ahead(slow_asks.diary, 2) and not asked_ahead(quick_asks.diary, 2)
+
+
+def test_an_optimizer_whose_replay_depends_on_result_order_never_asks_ahead():
+    soo = make_optimizer("soo", Space.from_dict(X), budget=6)
+    journal = Journal(SimulatedBackend(Objective("f", lambda p: p["x"], space=X), 2, CostModel("fixed", mean=1.0)))
+    told_before_third_ask = []
+    ask = soo.ask
+    soo.ask = lambda: told_before_third_ask.append(soo.n_told) or ask()
+    run_study(soo, journal, budget=6, ask_ahead="always")
+    assert told_before_third_ask[2] >= 1
+
+
+def test_a_stop_abandons_the_point_asked_ahead_without_recording_it():
+    objective = Objective("f", lambda p: p["x"], space=X)
+    optimizer = Diary(Space.from_dict(X), budget=10)
+    backend = Journal(SimulatedBackend(objective, 2, CostModel("fixed", mean=1.0)))
+    results = []
+    run_study(optimizer, backend, budget=10, recorder=backend, ask_ahead="always",
+              should_stop=lambda: len(results) >= 3, on_result=lambda r, s: results.append(r))
+    recorded = {e[2] for e in backend.events if e[0] == "record_submit"}
+    assert len(optimizer.trials) == len(recorded) + 1 and max(optimizer.trials) not in recorded

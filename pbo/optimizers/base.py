@@ -81,6 +81,10 @@ class Optimizer:
     name: ClassVar[str] = "base"
     #: Ids start at 1: trial 0 is reserved for an objective's baseline (e.g. the untuned LLM).
     first_id: ClassVar[int] = 1
+    #: Replay returns each recorded proposal whatever results were told before it. Only then may the
+    #: scheduler ask ahead (while every worker is busy): the log records such an ask at its dispatch, after
+    #: results that arrived in between.
+    order_free_replay: ClassVar[bool] = False
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None) -> None:
         self.space = space

@@ -36,6 +36,7 @@ class LatinHypercube(Optimizer):
     """Stratifies each axis into `budget` slices; beyond the design it continues with random points."""
 
     name = "lhs"
+    order_free_replay = True
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  design_size: int | None = None) -> None:

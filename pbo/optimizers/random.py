@@ -23,6 +23,7 @@ def random_unvisited(rng: np.random.Generator, dim: int, is_new: Callable[[np.nd
 
 class RandomSearch(Optimizer):
     name = "random"
+    order_free_replay = True
 
     def _ask(self) -> Proposal | None:
         u = random_unvisited(self.rng, self.space.dim, lambda p: self.lookup(p) is None)
