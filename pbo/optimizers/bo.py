@@ -6,7 +6,8 @@ parallel workers get distinct, complementary points instead of the same maximize
 The GP's hyperparameters are fitted on a schedule, not on every ask: when the number of successful trials
 reaches the next size of a geometric sequence (growth `refit_growth`), they are fitted on the first trials
 told, that many of them; in between, the GP conditions on all trials with those hyperparameters held. A fit
-costs 5-10 times the rest of an ask, and refitting every step made the master the bottleneck of parallel runs.
+took 130-300 ms against 50-80 ms for the rest of a 6-D ask, and refitting on every ask made the master
+the bottleneck of parallel runs.
 Because each fit depends only on the first trials told, in tell order, every GP ask is a pure function of the
 optimizer's history and a seed derived from the trial id: the optimizer is deterministic for a seed, and
 replay (restore) returns the recorded points without any GP work, refitting later only what it needs.
@@ -55,8 +56,8 @@ class GPBO(Optimizer):
     Options: `n_init` design points (default max(2d + 1, 5), capped by the budget); `num_restarts`,
     `raw_samples` and `maxiter` (L-BFGS-B iterations per restart) of the acquisition optimizer, and
     `mc_samples` for qLogNEI when asks are pending: the defaults keep a 6-D ask on 60 points near 50 ms on
-    one CPU core (4 restarts of up to 200 iterations took 2-3x longer and did not find better points on
-    Hartmann6 or Branin); `noise`, the
+    one CPU core, 80 ms with 7 points pending (4 restarts of up to 200 iterations took 1.5-2x longer and did
+    not find better points on Hartmann6 or Branin); `noise`, the
     observation noise variance as a fraction of the variance of the values: None fits it (noisy objectives
     such as the LLM study; BoTorch then keeps it above 1e-4), a small value (1e-6) suits deterministic ones;
     `refit_growth`, the relative growth of the data between two hyperparameter fits (0 refits every ask).
