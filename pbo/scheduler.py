@@ -118,6 +118,11 @@ class AskAhead:
         finally:
             self.ask_seconds.append(time.perf_counter() - start)
 
+    def observe(self, result: TrialResult) -> None:
+        """Remember how long a successful trial took (failures may end early and say little)."""
+        if result.status is TrialState.OK:
+            self.trial_seconds.append(result.t_end - result.t_start)
+
     def wanted(self, optimizer: Optimizer, n_workers: int) -> bool:
         if self.mode == "never" or n_workers < 2 or not optimizer.order_free_replay:
             return False
@@ -205,8 +210,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             elif summary.best is None or sign * result.value > sign * summary.best.value:
                 summary.best = result
         summary.busy += max(0.0, result.t_end - result.t_start)
-        if result.status is TrialState.OK:
-            ahead.trial_seconds.append(result.t_end - result.t_start)
+        ahead.observe(result)
         summary.results.append(result)
         idle.append(outcome.worker)
         if on_result is not None:

@@ -145,25 +145,24 @@ class GPBO(Optimizer):
     def _gp(self, x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
         train_y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
         train_yvar = None if self.noise is None else torch.full_like(
-            train_y, self.noise * max(float(train_y.var()) if len(y) > 1 else 0.0, 1e-12))
+            train_y, self.noise * max(float(train_y.var()), 1e-12))  # y holds >= MIN_GP_POINTS values
         return SingleTaskGP(torch.as_tensor(x, dtype=torch.float64), train_y, train_yvar,
                             outcome_transform=Standardize(m=1))
 
     def _acquisition_maximizers(self, seed: int) -> list[np.ndarray]:
         """Local maximizers of the acquisition, best first (unit points, shape (d,) each)."""
         x, y = self.completed()
-        train_x = torch.as_tensor(x, dtype=torch.float64)
-        train_y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
         pending = [c.u for c in self.pending()]
         with torch.random.fork_rng(), one_thread():
             model = self._model(x, y)
             torch.manual_seed(seed)
             if pending:
                 acq = qLogNoisyExpectedImprovement(
-                    model, X_baseline=train_x, X_pending=torch.as_tensor(np.array(pending), dtype=torch.float64),
+                    model, X_baseline=model.train_inputs[0],
+                    X_pending=torch.as_tensor(np.array(pending), dtype=torch.float64),
                     sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=seed))
             else:
-                acq = LogExpectedImprovement(model, best_f=train_y.max())
+                acq = LogExpectedImprovement(model, best_f=float(y.max()))
             bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
             points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=self.num_restarts,
                                            raw_samples=self.raw_samples,
