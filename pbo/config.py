@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from pbo.optimizers import ALGORITHMS, optimizer_class
-from pbo.scheduler import ASK_AHEAD_MODES
+from pbo.asker import ASK_AHEAD_MODES
 
 DEFAULT_STUDY = Path(__file__).parent / "studies" / "tiny_llm.yaml"
 

@@ -5,28 +5,27 @@ the optimizer and refills idle workers at once. It depends only on a small `Back
 worker, wait for the next outcome, read the clock), so the same loop drives in-process workers, MPI ranks
 and the simulated cluster.
 
-Asking ahead: when asks are slow next to trials (a GP optimizer with trials of a few seconds), a worker
-would sit idle while the master computes its next point. Then the scheduler asks once more while every
-worker is busy and hands that candidate to the next worker that frees, so a worker waits only for the
-recording of its result. The price: that point was chosen without the result that just arrived (it was
-pending instead), so this is off with one worker and, by default, only on when asks take more than
-`AskAhead.share` of a trial.
+Asking ahead, the optimizer on a thread of its own: see `pbo.asker`.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from pbo.asker import AskAhead, InlineAsker, ThreadAsker
 from pbo.optimizers.base import Candidate, Optimizer, TrialState
 from pbo.trial import TrialResult
 from pbo.worker import Outcome, Task
+
+
+#: Longest wait for an asker's thread before looking at the stop flag again (seconds).
+_TICK = 0.01
 
 
 class WorkerStartError(RuntimeError):
@@ -41,6 +40,9 @@ class Backend(Protocol):
     """Moves tasks to workers and outcomes back; knows nothing of optimizers."""
 
     workers: list[int]
+    #: False for a virtual clock: the scheduler then never hands the optimizer to a thread, which would make
+    #: the run depend on real timing.
+    realtime: bool
 
     def start(self, config: Mapping[str, Any]) -> list[str]:
         """Get the workers ready for the run's settings; returns warnings, raises WorkerStartError."""
@@ -92,46 +94,6 @@ class RunSummary:
         return statistics.median(self.latencies) if self.latencies else math.nan
 
 
-ASK_AHEAD_MODES = ("auto", "always", "never")
-
-
-@dataclass
-class AskAhead:
-    """Decides whether to ask ahead: "always", "never", or "auto": when the recent asks' median compute time
-    exceeds `share` of the recent trials' median duration. Never with one worker, and never for an optimizer
-    whose replay depends on when results arrived (see `Optimizer.order_free_replay`)."""
-
-    mode: str = "auto"
-    share: float = 0.01
-    ask_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=5))
-    trial_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=25))
-
-    def __post_init__(self) -> None:
-        if self.mode not in ASK_AHEAD_MODES:
-            raise ValueError(f"ask_ahead must be one of {', '.join(ASK_AHEAD_MODES)}, got {self.mode!r}")
-
-    def ask(self, optimizer: Optimizer) -> Candidate | None:
-        """`optimizer.ask()`, timed."""
-        start = time.perf_counter()
-        try:
-            return optimizer.ask()
-        finally:
-            self.ask_seconds.append(time.perf_counter() - start)
-
-    def observe(self, result: TrialResult) -> None:
-        """Remember how long a successful trial took (failures may end early and say little)."""
-        if result.status is TrialState.OK:
-            self.trial_seconds.append(result.t_end - result.t_start)
-
-    def wanted(self, optimizer: Optimizer, n_workers: int) -> bool:
-        if self.mode == "never" or n_workers < 2 or not optimizer.order_free_replay:
-            return False
-        if self.mode == "always":
-            return True
-        return bool(self.ask_seconds and self.trial_seconds) and (
-            statistics.median(self.ask_seconds) > self.share * statistics.median(self.trial_seconds))
-
-
 def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: Recorder | None = None,
               baseline: bool = False, max_failures: int | None = None, ask_ahead: str = "auto",
               should_stop: Callable[[], bool] = lambda: False,
@@ -153,8 +115,9 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     idle: deque[int] = deque(backend.workers)
     in_flight: dict[int, tuple[Candidate | None, float]] = {}  # trial id -> (candidate, t_submit)
     finished: dict[int, float] = {}  # worker -> when its last trial ended
-    queue = deque(redo)  # candidates that count against the budget already: redone, or asked ahead
-    ahead = AskAhead(ask_ahead)
+    redo = deque(redo)
+    n_workers = len(backend.workers)
+    asker: InlineAsker | ThreadAsker = InlineAsker(optimizer, budget - dispatched, AskAhead(ask_ahead), n_workers)
     sign = -1.0 if optimizer.minimize else 1.0
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
@@ -166,57 +129,60 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
         in_flight[task.trial_id] = (candidate, t_submit)
         backend.submit(worker, task)
 
+    def halted() -> bool:
+        return summary.stopped in ("signal", "max_failures") or should_stop()
+
     if baseline and idle:
         dispatch(idle.popleft(), Task(0, {}, baseline=True), None)
-    while True:
-        while idle and (queue or dispatched < budget) and not summary.stopped and not should_stop():
-            if queue:
-                candidate = queue.popleft()
+    try:
+        while True:
+            while idle and not summary.stopped and not should_stop():
+                candidate = redo.popleft() if redo else asker.take()
+                if candidate is None:
+                    if asker.exhausted():
+                        summary.stopped = "exhausted"
+                    break
                 dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
-                continue
-            candidate = ahead.ask(optimizer)
-            if candidate is None:
-                if not optimizer.pending():
-                    summary.stopped = "exhausted"
+            if (isinstance(asker, InlineAsker) and backend.realtime and not idle
+                    and asker.policy.wanted(optimizer, n_workers)):
+                asker = ThreadAsker(asker)
+            asker.prepare(len(idle))
+            if should_stop():
+                summary.stopped = "signal"
+            if halted():
                 break
-            dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
-            dispatched += 1
-        if (not idle and not queue and dispatched < budget and not summary.stopped and not should_stop()
-                and ahead.wanted(optimizer, len(backend.workers))):
-            candidate = ahead.ask(optimizer)
+            if not in_flight:
+                if not asker.working():
+                    break
+                asker.wait(_TICK)
+                continue
+            outcome = backend.wait(lambda: should_stop() or bool(idle) and asker.ready())
+            if outcome is None:
+                continue
+            candidate, t_submit = in_flight.pop(outcome.trial_id)
+            result = _result(outcome, candidate, t_submit)
+            # The worker's clock may run a little ahead of the master's on another node (or be unknown: NaN).
+            finished[outcome.worker] = outcome.t_end if outcome.t_end <= outcome.t_received else outcome.t_received
+            if recorder is not None:
+                recorder.record_result(result)
             if candidate is not None:
-                queue.append(candidate)
-                dispatched += 1
-        if should_stop():
-            summary.stopped = "signal"
-        if not in_flight or summary.stopped in ("signal", "max_failures"):
-            break
-        outcome = backend.wait(should_stop)
-        if outcome is None:
-            continue
-        candidate, t_submit = in_flight.pop(outcome.trial_id)
-        result = _result(outcome, candidate, t_submit)
-        # The worker's clock may run a little ahead of the master's on another node (or be unknown: NaN).
-        finished[outcome.worker] = outcome.t_end if outcome.t_end <= outcome.t_received else outcome.t_received
-        if recorder is not None:
-            recorder.record_result(result)
-        if candidate is not None:
-            _tell(optimizer, result)
-            if recorder is not None and hasattr(optimizer, "tree_table"):
-                recorder.record_tree(optimizer)
-            summary.evaluations += 1
-            if result.status is not TrialState.OK:
-                summary.failures += 1
-            elif summary.best is None or sign * result.value > sign * summary.best.value:
-                summary.best = result
-        summary.busy += max(0.0, result.t_end - result.t_start)
-        ahead.observe(result)
-        summary.results.append(result)
-        idle.append(outcome.worker)
-        if on_result is not None:
-            on_result(result, summary)
-        if max_failures is not None and summary.failures > max_failures:
-            summary.stopped = "max_failures"
+                asker.tell(result)
+                if recorder is not None and hasattr(optimizer, "tree_table"):  # never asks on a thread
+                    recorder.record_tree(optimizer)
+                summary.evaluations += 1
+                if result.status is not TrialState.OK:
+                    summary.failures += 1
+                elif summary.best is None or sign * result.value > sign * summary.best.value:
+                    summary.best = result
+            summary.busy += max(0.0, result.t_end - result.t_start)
+            summary.results.append(result)
+            idle.append(outcome.worker)
+            if on_result is not None:
+                on_result(result, summary)
+            if max_failures is not None and summary.failures > max_failures:
+                summary.stopped = "max_failures"
+    finally:
+        asker.close()
     summary.makespan = backend.now()
     return summary
 
@@ -232,10 +198,3 @@ def _result(outcome: Outcome, candidate: Candidate | None, t_submit: float) -> T
         status=status, value=outcome.value if status is TrialState.OK else math.nan,
         metrics=dict(outcome.metrics), worker=outcome.worker, device=outcome.device,
         t_submit=t_submit, t_start=outcome.t_start, t_end=outcome.t_end, error=error)
-
-
-def _tell(optimizer: Optimizer, result: TrialResult) -> None:
-    if result.status is TrialState.OK:
-        optimizer.tell(result.trial_id, result.value)
-    else:
-        optimizer.tell_failure(result.trial_id, result.error, result.status)

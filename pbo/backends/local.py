@@ -13,10 +13,12 @@ from pbo.objectives import Objective
 from pbo.worker import Evaluator, Outcome, Running, Task, host
 
 #: Longest wait between two looks at the stop flag (seconds).
-TICK = 0.1
+TICK = 0.01
 
 
 class LocalBackend:
+    realtime = True
+
     def __init__(self, objective: Objective, n_workers: int = 1, *, isolate: bool = True,
                  timeout: float | None = None, gpus_per_worker: int = 1, gpu_count: int | None = None,
                  master_gpu: bool = False) -> None:

@@ -18,6 +18,8 @@ from pbo.worker import Evaluator, Outcome, Task
 
 
 class SimulatedBackend:
+    realtime = False
+
     def __init__(self, objective: Objective, n_workers: int, cost: CostModel, *,
                  timeout: float | None = None, master_time: bool = False) -> None:
         if n_workers < 1:

@@ -46,6 +46,9 @@ from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
 from pbo.surrogate import one_thread
 
+#: How an ask accounts for the points still being evaluated (see `GPBO`).
+PENDING_MODES = ("believer", "qlognei")
+
 #: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
 MIN_GP_POINTS = 2
 
@@ -68,7 +71,8 @@ class GPBO(Optimizer):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  n_init: int | None = None, num_restarts: int = 2, raw_samples: int = 512, maxiter: int = 10,
-                 mc_samples: int = 64, noise: float | None = None, refit_growth: float = 0.2) -> None:
+                 mc_samples: int = 64, noise: float | None = None, refit_growth: float = 0.2,
+                 pending: str = "qlognei") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -81,6 +85,8 @@ class GPBO(Optimizer):
             raise ValueError(f"bo: noise must be positive (or None to fit it), got {noise}")
         if not refit_growth >= 0:
             raise ValueError(f"bo: refit_growth must be >= 0, got {refit_growth}")
+        if pending not in PENDING_MODES:
+            raise ValueError(f"bo: pending must be one of {', '.join(PENDING_MODES)}, got {pending!r}")
         self.noise = noise
         self.refit_growth = float(refit_growth)
         self.n_fits = 0
@@ -88,6 +94,7 @@ class GPBO(Optimizer):
         self._fit: tuple[int, dict[str, torch.Tensor]] | None = None  # (data size, hyperparameters)
         self.num_restarts, self.raw_samples, self.maxiter = num_restarts, raw_samples, maxiter
         self.mc_samples = mc_samples
+        self.pending_mode = pending
         self.design = Design(space.dim, n_init, self.rng)
 
     def _ask(self) -> Proposal | None:
@@ -156,7 +163,15 @@ class GPBO(Optimizer):
         with torch.random.fork_rng(), one_thread():
             model = self._model(x, y)
             torch.manual_seed(seed)
-            if pending:
+            if pending and self.pending_mode == "believer":
+                xp = np.array(pending)
+                with torch.no_grad():
+                    believed = model.posterior(torch.as_tensor(xp, dtype=torch.float64)).mean.reshape(-1).numpy()
+                model = self._gp(np.vstack([x, xp]), np.concatenate([y, believed]))
+                model.load_state_dict(self._fit[1], strict=False)
+                model.eval()
+                acq = LogExpectedImprovement(model, best_f=float(y.max()))
+            elif pending:
                 acq = qLogNoisyExpectedImprovement(
                     model, X_baseline=model.train_inputs[0],
                     X_pending=torch.as_tensor(np.array(pending), dtype=torch.float64),

@@ -1,0 +1,141 @@
+"""Askers: the optimizer asked on the scheduler's thread, or on a thread of its own that keeps candidates ready."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pbo.asker import AskAhead, InlineAsker, ThreadAsker
+from pbo.backends.local import LocalBackend
+from pbo.objectives import Objective
+from pbo.optimizers.base import TrialState
+from pbo.optimizers.random import RandomSearch
+from pbo.scheduler import run_study
+from pbo.space import Space
+from pbo.trial import TrialResult
+
+X = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+
+
+class Witness(RandomSearch):
+    """Random search that notes, for each ask and tell, which thread made it."""
+
+    def __init__(self, space, fail_after=None, **kwargs):
+        super().__init__(space, **kwargs)
+        self.calls, self.fail_after = [], fail_after
+
+    def ask(self):
+        if self.fail_after is not None and len(self.trials) >= self.fail_after:
+            raise ZeroDivisionError("the model broke")
+        cand = super().ask()
+        self.calls.append(("ask", None if cand is None else cand.id, threading.current_thread().name))
+        return cand
+
+    def tell(self, candidate_id, value):
+        self.calls.append(("tell", candidate_id, threading.current_thread().name))
+        super().tell(candidate_id, value)
+
+
+def threaded(optimizer, remaining, mode="always", workers=2):
+    return ThreadAsker(InlineAsker(optimizer, remaining, AskAhead(mode), workers))
+
+
+def ok(candidate):
+    return TrialResult(candidate.id, dict(candidate.params), candidate.u, TrialState.OK, value=1.0, t_start=0.0,
+                       t_end=1.0)
+
+
+def settle(asker):
+    """Until the asker's thread has nothing left to do."""
+    deadline = time.monotonic() + 10
+    while asker.working():
+        assert time.monotonic() < deadline, "the asker's thread never settled"
+        asker.wait(0.05)
+
+
+def test_while_every_worker_is_busy_the_thread_asks_two_candidates_ahead():
+    optimizer = Witness(Space.from_dict(X), budget=10)
+    asker = threaded(optimizer, remaining=10)
+    asker.prepare(idle=0)
+    settle(asker)
+    ready = [asker.take(), asker.take(), asker.take()]
+    asker.close()
+    assert [c.id for c in ready[:2]] == [1, 2] and ready[2] is None
+    assert {thread for _, _, thread in optimizer.calls} == {"pbo-asker"}
+
+
+def test_idle_workers_each_get_a_candidate_from_the_thread():
+    asker = threaded(Witness(Space.from_dict(X), budget=10), remaining=10, mode="never")
+    asker.prepare(idle=3)
+    settle(asker)
+    assert [asker.take().id for _ in range(3)] == [1, 2, 3] and asker.take() is None
+    asker.close()
+
+
+def test_the_thread_never_asks_beyond_the_budget():
+    optimizer = Witness(Space.from_dict(X), budget=3)
+    asker = threaded(optimizer, remaining=3)
+    asker.prepare(idle=5)
+    settle(asker)
+    asker.close()
+    assert [op for op, _, _ in optimizer.calls] == ["ask"] * 3
+
+
+def test_results_are_told_in_the_order_they_were_passed_before_the_next_ask():
+    optimizer = Witness(Space.from_dict(X), budget=10)
+    asker = threaded(optimizer, remaining=10, mode="never")
+    asker.prepare(idle=2)
+    settle(asker)
+    first, second = asker.take(), asker.take()
+    asker.tell(ok(second))
+    asker.tell(ok(first))
+    asker.prepare(idle=1)
+    settle(asker)
+    asker.close()
+    assert [(op, cid) for op, cid, _ in optimizer.calls[2:]] == [("tell", 2), ("tell", 1), ("ask", 3)]
+
+
+def test_close_tells_the_results_still_queued():
+    optimizer = Witness(Space.from_dict(X), budget=10)
+    asker = threaded(optimizer, remaining=10, mode="never")
+    asker.prepare(idle=1)
+    settle(asker)
+    candidate = asker.take()
+    asker.tell(ok(candidate))
+    asker.close()
+    assert optimizer.trials[candidate.id].state is TrialState.OK
+
+
+def test_an_error_on_the_thread_is_raised_by_the_next_take():
+    asker = threaded(Witness(Space.from_dict(X), budget=10, fail_after=1), remaining=10)
+    asker.prepare(idle=0)
+    settle(asker)
+    with pytest.raises(ZeroDivisionError, match="the model broke"):
+        asker.take()
+    asker.close()
+
+
+def test_the_thread_reports_a_space_with_nothing_left_to_propose():
+    space = Space.from_dict({"c": {"type": "categorical", "choices": ["a", "b"]}})
+    optimizer = RandomSearch(space, budget=10)
+    asker = threaded(optimizer, remaining=10)
+    asker.prepare(idle=0)
+    settle(asker)
+    taken = [asker.take(), asker.take()]
+    for candidate in taken:
+        asker.tell(ok(candidate))
+    asker.prepare(idle=1)
+    settle(asker)
+    assert asker.take() is None and asker.exhausted()
+    asker.close()
+
+
+def test_a_realtime_run_that_asks_ahead_hands_the_optimizer_to_a_thread_and_keeps_the_budget():
+    optimizer = Witness(Space.from_dict(X), budget=8)
+    backend = LocalBackend(Objective("f", lambda p: time.sleep(0.05) or p["x"]), 2)
+    summary = run_study(optimizer, backend, budget=8, ask_ahead="always")
+    assert summary.evaluations == 8 and sorted(r.trial_id for r in summary.results) == list(range(1, 9))
+    threads = [thread for op, _, thread in optimizer.calls if op == "ask"]
+    assert threads[:2] == ["MainThread"] * 2 and set(threads[2:]) == {"pbo-asker"}
+    assert len(threads) == 8 and all(np.isfinite(r.value) for r in summary.results)
