@@ -1,12 +1,14 @@
 """Who calls the optimizer's `ask` and `tell`, and when: the scheduler's own thread, or a thread of its own.
 
 The scheduler hands out what an asker has ready and passes every result to it; the asker owns the optimizer
-and the budget of asks left. `InlineAsker` asks on the scheduler's thread when a worker is idle, so a worker
-waits for the ask. When asks are slow next to trials (a GP optimizer with trials of a few seconds) it may
-ask one ahead while every worker is busy, but that ask still keeps the scheduler from receiving results
-meanwhile. `ThreadAsker` takes over then, on backends that run in real time: it asks on a thread of its own
-and keeps a candidate ready, while the scheduler's thread only receives, records and dispatches. A result
-then waits for its recording, not for an ask.
+and the budget of asks left. `ThreadAsker` asks on a thread of its own, so that the scheduler's thread only
+receives, records and dispatches: a result never waits behind an ask. It serves the idle workers and, while
+asking ahead is wanted (asks slow next to trials: a GP optimizer with trials of a few seconds), keeps
+candidates ready for the workers that will free next, so those wait for the recording of their result, not
+for an ask. It runs on backends with a real clock whenever asking ahead is allowed. `InlineAsker` asks on
+the scheduler's thread: with one worker, for optimizers that may not ask ahead, with `ask_ahead: never`,
+and on the simulated cluster, where a thread would make runs depend on real timing; there it asks one ahead
+between results if wanted.
 
 A candidate asked ahead was chosen without the results that came in while it waited (they were pending),
 so asking ahead is off with one worker, by default on only when asks take more than `AskAhead.share` of a
@@ -78,7 +80,7 @@ def tell(optimizer: Optimizer, result: TrialResult) -> None:
 
 
 class InlineAsker:
-    """Asks on the scheduler's thread, when a worker is idle; or one ahead, while all are busy, if wanted."""
+    """Asks on the scheduler's thread when a worker is idle, or one ahead while all are busy, if wanted."""
 
     def __init__(self, optimizer: Optimizer, remaining: int, policy: AskAhead, n_workers: int) -> None:
         self.optimizer, self.remaining, self.policy, self.n_workers = optimizer, remaining, policy, n_workers
@@ -106,7 +108,7 @@ class InlineAsker:
         """The optimizer has nothing to propose and nothing pending: no result can change that."""
         return self._exhausted
 
-    def prepare(self, idle: int) -> None:
+    def before_wait(self, idle: int) -> None:
         """Called before waiting for a result, with the number of idle workers: ask ahead if wanted."""
         if not idle and not self.held and self.remaining > 0 and self.policy.wanted(self.optimizer, self.n_workers):
             candidate = self.policy.ask(self.optimizer)
@@ -141,10 +143,10 @@ class ThreadAsker:
     #: workers waiting twice as long (median dispatch latency 43 ms against 22 ms).
     AHEAD = 2
 
-    def __init__(self, inline: InlineAsker) -> None:
-        self.optimizer, self.policy, self.n_workers = inline.optimizer, inline.policy, inline.n_workers
-        self._ready: deque[Candidate] = inline.held
-        self._remaining = inline.remaining
+    def __init__(self, optimizer: Optimizer, remaining: int, policy: AskAhead, n_workers: int) -> None:
+        self.optimizer, self.policy, self.n_workers = optimizer, policy, n_workers
+        self._ready: deque[Candidate] = deque()
+        self._remaining = remaining
         self._tells: deque[TrialResult] = deque()
         self._idle = 0
         self._asking = False
@@ -171,7 +173,7 @@ class ThreadAsker:
         with self._cond:
             return self._exhausted
 
-    def prepare(self, idle: int) -> None:
+    def before_wait(self, idle: int) -> None:
         with self._cond:
             self._idle = idle
             self._cond.notify_all()

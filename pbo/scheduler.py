@@ -117,7 +117,9 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     finished: dict[int, float] = {}  # worker -> when its last trial ended
     redo = deque(redo)
     n_workers = len(backend.workers)
-    asker: InlineAsker | ThreadAsker = InlineAsker(optimizer, budget - dispatched, AskAhead(ask_ahead), n_workers)
+    policy = AskAhead(ask_ahead)
+    threaded = backend.realtime and policy.allowed(optimizer, n_workers)
+    asker = (ThreadAsker if threaded else InlineAsker)(optimizer, budget - dispatched, policy, n_workers)
     sign = -1.0 if optimizer.minimize else 1.0
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
@@ -143,10 +145,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                         summary.stopped = "exhausted"
                     break
                 dispatch(idle.popleft(), Task(candidate.id, dict(candidate.params)), candidate)
-            if (isinstance(asker, InlineAsker) and backend.realtime and not idle
-                    and asker.policy.wanted(optimizer, n_workers)):
-                asker = ThreadAsker(asker)
-            asker.prepare(len(idle))
+            asker.before_wait(len(idle))
             if should_stop():
                 summary.stopped = "signal"
             if halted():

@@ -45,8 +45,9 @@ def test_gp_steps_converge_on_a_smooth_function(noise):
     assert abs(opt.best().candidate.params["x"] - 0.3) < 0.01
 
 
-def test_pending_points_push_the_next_proposal_away():
-    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 8)
+@pytest.mark.parametrize("pending", bo.PENDING_MODES)
+def test_pending_points_push_the_next_proposal_away(pending):
+    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, pending=pending, **FAST), 8)
     first, second = opt.ask(), opt.ask()
     assert abs(first.u[0] - second.u[0]) > 1e-3
 
@@ -89,6 +90,7 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"raw_samples": 0}, "must be at least 1"),
     ({"noise": -1.0}, "noise must be positive"),
     ({"refit_growth": -0.1}, "refit_growth must be >= 0"),
+    ({"pending": "hope"}, "pending must be one of believer, qlognei, got 'hope'"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):

@@ -1,7 +1,12 @@
 """GP Bayesian optimization: a Latin hypercube design, then a BoTorch GP with expected improvement.
 
-One outstanding ask uses LogEI; with other asks pending, qLogNoisyEI with those points as `X_pending`, so
-parallel workers get distinct, complementary points instead of the same maximizer.
+One outstanding ask maximizes LogEI. With other asks pending, parallel workers must get distinct,
+complementary points instead of the same maximizer: by default (`pending="believer"`, the kriging believer)
+the GP is conditioned on each pending point as if it had scored its predicted mean, which shrinks the
+uncertainty, and so LogEI, around it; `pending="qlognei"` maximizes qLogNoisyEI with those points as
+`X_pending`, integrating over their outcomes by Monte Carlo. Both found equally good points on Hartmann6 and
+Branin with 8 workers (median log10 regret after 60 evaluations over 12 seeds: -0.86 / -0.89 and -2.87 /
+-2.86), and the believer's ask costs 50-60 ms instead of 75-90 ms with 7 points pending.
 
 The GP's hyperparameters are fitted on a schedule, not on every ask: when the number of successful trials
 reaches the next size of a geometric sequence (growth `refit_growth`), they are fitted on the first trials
@@ -58,9 +63,9 @@ class GPBO(Optimizer):
 
     Options: `n_init` design points (default max(2d + 1, 5), capped by the budget); `num_restarts`,
     `raw_samples` and `maxiter` (L-BFGS-B iterations per restart) of the acquisition optimizer, and
-    `mc_samples` for qLogNEI when asks are pending: the defaults keep a 6-D ask on 60 points near 50 ms on
-    one CPU core, 80 ms with 7 points pending (4 restarts of up to 200 iterations took 1.5-2x longer and did
-    not find better points on Hartmann6 or Branin); `noise`, the
+    `pending` (above) and `mc_samples` for its qLogNEI: the defaults keep a 6-D ask on 60 points near 50 ms
+    on one CPU core, with or without 7 points pending (4 restarts of up to 200 iterations took 1.5-2x longer
+    and did not find better points on Hartmann6 or Branin); `noise`, the
     observation noise variance as a fraction of the variance of the values: None fits it (noisy objectives
     such as the LLM study; BoTorch then keeps it above 1e-4), a small value (1e-6) suits deterministic ones;
     `refit_growth`, the relative growth of the data between two hyperparameter fits (0 refits every ask).
@@ -72,7 +77,7 @@ class GPBO(Optimizer):
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  n_init: int | None = None, num_restarts: int = 2, raw_samples: int = 512, maxiter: int = 10,
                  mc_samples: int = 64, noise: float | None = None, refit_growth: float = 0.2,
-                 pending: str = "qlognei") -> None:
+                 pending: str = "believer") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -132,9 +137,9 @@ class GPBO(Optimizer):
                 return size
             size = following
 
-    def _model(self, x: np.ndarray, y: np.ndarray) -> SingleTaskGP:
-        """A GP conditioned on all successful trials, with the hyperparameters of the scheduled fit."""
-        size = self.fit_size(len(y))
+    def _hyperparameters(self, n: int) -> dict[str, torch.Tensor]:
+        """The GP hyperparameters of the scheduled fit for `n` successful trials (fitted now if due)."""
+        size = self.fit_size(n)
         if self._fit is None or self._fit[0] != size:
             first = [self.trials[cid] for cid in self._told[:size]]
             fitted = self._gp(np.array([t.candidate.u for t in first]), np.array([t.score for t in first]))
@@ -144,8 +149,11 @@ class GPBO(Optimizer):
             self._fit = (size, {key: value for key, value in fitted.state_dict().items()
                                 if not key.startswith("outcome_transform.")})
             self.n_fits += 1
+        return self._fit[1]
+
+    def _conditioned(self, x: np.ndarray, y: np.ndarray, hyperparameters: dict[str, torch.Tensor]) -> SingleTaskGP:
         model = self._gp(x, y)
-        model.load_state_dict(self._fit[1], strict=False)  # the outcome transform stays on these data
+        model.load_state_dict(hyperparameters, strict=False)  # the outcome transform stays on these data
         model.eval()
         return model
 
@@ -161,22 +169,20 @@ class GPBO(Optimizer):
         x, y = self.completed()
         pending = [c.u for c in self.pending()]
         with torch.random.fork_rng(), one_thread():
-            model = self._model(x, y)
+            hyperparameters = self._hyperparameters(len(y))
+            model = self._conditioned(x, y, hyperparameters)
             torch.manual_seed(seed)
-            if pending and self.pending_mode == "believer":
-                xp = np.array(pending)
-                with torch.no_grad():
-                    believed = model.posterior(torch.as_tensor(xp, dtype=torch.float64)).mean.reshape(-1).numpy()
-                model = self._gp(np.vstack([x, xp]), np.concatenate([y, believed]))
-                model.load_state_dict(self._fit[1], strict=False)
-                model.eval()
-                acq = LogExpectedImprovement(model, best_f=float(y.max()))
-            elif pending:
+            if pending and self.pending_mode == "qlognei":
                 acq = qLogNoisyExpectedImprovement(
                     model, X_baseline=model.train_inputs[0],
                     X_pending=torch.as_tensor(np.array(pending), dtype=torch.float64),
                     sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=seed))
             else:
+                if pending:  # the kriging believer
+                    with torch.no_grad():
+                        believed = model.posterior(torch.as_tensor(np.array(pending))).mean.reshape(-1).numpy()
+                    model = self._conditioned(np.vstack([x, pending]), np.concatenate([y, believed]),
+                                              hyperparameters)
                 acq = LogExpectedImprovement(model, best_f=float(y.max()))
             bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
             points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=self.num_restarts,
