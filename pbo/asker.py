@@ -5,10 +5,11 @@ and the budget of asks left. `ThreadAsker` asks on a thread of its own, so that 
 receives, records and dispatches: a result never waits behind an ask. It serves the idle workers and, while
 asking ahead is wanted (asks slow next to trials: a GP optimizer with trials of a few seconds), keeps
 candidates ready for the workers that will free next, so those wait for the recording of their result, not
-for an ask. It runs on backends with a real clock whenever asking ahead is allowed. `InlineAsker` asks on
-the scheduler's thread: with one worker, for optimizers that may not ask ahead, with `ask_ahead: never`,
-and on the simulated cluster, where a thread would make runs depend on real timing; there it asks one ahead
-between results if wanted.
+for an ask. It runs whenever asking ahead is allowed and the backend allows threads (MPI workers).
+`InlineAsker` asks on the scheduler's thread: with one worker, for optimizers that may not ask ahead, with
+`ask_ahead: never`, on the simulated cluster (a virtual clock: a thread would make runs depend on real
+timing) and with local workers (forked from the master: a child forked while the thread holds one of
+torch's locks would hang); there it asks one ahead between results if wanted.
 
 A candidate asked ahead was chosen without the results that came in while it waited (they were pending),
 so asking ahead is off with one worker, by default on only when asks take more than `AskAhead.share` of a

@@ -127,8 +127,9 @@ OPTIONS: list[Option] = [
            "with --simulate, add the master's real compute time (asks, tells) to the virtual clock; "
            "not deterministic"),
     Option("ask_ahead", text(ASK_AHEAD_MODES), "auto",
-           "ask for the next point while every worker is busy, so a freed worker need not wait for the optimizer: "
-           "auto (when an ask takes over 1/100 of a trial; bo, lhs, random only) | always | never", "MODE", raw=True),
+           "keep points ready, asked on a thread, while every worker is busy, so a freed worker need not wait for the "
+           "optimizer: auto (when an ask takes over 1/100 of a trial; bo, lhs, random only) | always | never", "MODE",
+           raw=True),
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),
     Option("isolate", boolean(), True, "run each evaluation in a child process of its worker"),

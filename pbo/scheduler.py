@@ -40,9 +40,8 @@ class Backend(Protocol):
     """Moves tasks to workers and outcomes back; knows nothing of optimizers."""
 
     workers: list[int]
-    #: False for a virtual clock: the scheduler then never hands the optimizer to a thread, which would make
-    #: the run depend on real timing.
-    realtime: bool
+    #: Whether the master may run the optimizer on a thread of its own (see `pbo.asker`).
+    allows_threads: bool
 
     def start(self, config: Mapping[str, Any]) -> list[str]:
         """Get the workers ready for the run's settings; returns warnings, raises WorkerStartError."""
@@ -118,7 +117,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     redo = deque(redo)
     n_workers = len(backend.workers)
     policy = AskAhead(ask_ahead)
-    threaded = backend.realtime and policy.allowed(optimizer, n_workers)
+    threaded = backend.allows_threads and policy.allowed(optimizer, n_workers)
     asker = (ThreadAsker if threaded else InlineAsker)(optimizer, budget - dispatched, policy, n_workers)
     sign = -1.0 if optimizer.minimize else 1.0
 

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 
 from pbo.asker import AskAhead, ThreadAsker
-from pbo.backends.local import LocalBackend
-from pbo.objectives import Objective
 from pbo.optimizers.base import TrialState
 from pbo.optimizers.random import RandomSearch
 from pbo.scheduler import run_study
 from pbo.space import Space
 from pbo.trial import TrialResult
+from thread_workers import ThreadWorkers
 
 X = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
@@ -131,10 +130,28 @@ def test_the_thread_reports_a_space_with_nothing_left_to_propose():
     asker.close()
 
 
-def test_a_realtime_run_that_may_ask_ahead_asks_on_the_thread_and_keeps_the_budget():
+def test_a_run_that_may_ask_ahead_asks_on_the_thread_and_keeps_the_budget():
     optimizer = Witness(Space.from_dict(X), budget=8)
-    backend = LocalBackend(Objective("f", lambda p: time.sleep(0.05) or p["x"]), 2)
-    summary = run_study(optimizer, backend, budget=8, ask_ahead="always")
+    summary = run_study(optimizer, ThreadWorkers(2, lambda p: time.sleep(0.02) or p["x"]), budget=8,
+                        ask_ahead="always")
     assert summary.evaluations == 8 and sorted(r.trial_id for r in summary.results) == list(range(1, 9))
     threads = [thread for op, _, thread in optimizer.calls if op == "ask"]
     assert threads == ["pbo-asker"] * 8 and all(np.isfinite(r.value) for r in summary.results)
+
+
+def test_the_optimizer_stays_on_the_main_thread_when_the_backend_allows_no_threads():
+    optimizer = Witness(Space.from_dict(X), budget=6)
+    backend = ThreadWorkers(2, lambda p: time.sleep(0.02) or p["x"])
+    backend.allows_threads = False
+    run_study(optimizer, backend, budget=6, ask_ahead="always")
+    assert {thread for _, _, thread in optimizer.calls} == {"MainThread"}
+
+
+def test_a_stop_abandons_the_ready_points_and_leaves_every_worker_result_told():
+    optimizer = Witness(Space.from_dict(X), budget=20)
+    backend = ThreadWorkers(2, lambda p: time.sleep(0.02) or p["x"])
+    results = []
+    summary = run_study(optimizer, backend, budget=20, ask_ahead="always", should_stop=lambda: len(results) >= 4,
+                        on_result=lambda r, s: results.append(r))
+    assert summary.stopped == "signal" and len(optimizer.trials) > len(backend.submitted)
+    assert all(optimizer.trials[r.trial_id].state is TrialState.OK for r in summary.results)

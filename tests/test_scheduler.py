@@ -23,7 +23,7 @@ class Journal:
     def __init__(self, backend):
         self.backend, self.events = backend, []
         self.workers, self.now, self.wait, self.close = backend.workers, backend.now, backend.wait, backend.close
-        self.realtime = backend.realtime
+        self.allows_threads = backend.allows_threads
 
     def submit(self, worker, task):
         self.events.append(("submit", worker, task.trial_id))

@@ -17,7 +17,9 @@ TICK = 0.01
 
 
 class LocalBackend:
-    realtime = True
+    #: Trials are forked from this process: a child forked while the asker thread holds a lock (one of torch's)
+    #: would hang on it, so the optimizer stays on the main thread.
+    allows_threads = False
 
     def __init__(self, objective: Objective, n_workers: int = 1, *, isolate: bool = True,
                  timeout: float | None = None, gpus_per_worker: int = 1, gpu_count: int | None = None,

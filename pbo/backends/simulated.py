@@ -18,7 +18,7 @@ from pbo.worker import Evaluator, Outcome, Task
 
 
 class SimulatedBackend:
-    realtime = False
+    allows_threads = False  # a virtual clock: a thread would make runs depend on real timing
 
     def __init__(self, objective: Objective, n_workers: int, cost: CostModel, *,
                  timeout: float | None = None, master_time: bool = False) -> None:
