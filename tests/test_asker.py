@@ -155,3 +155,9 @@ def test_a_stop_abandons_the_ready_points_and_leaves_every_worker_result_told():
                         on_result=lambda r, s: results.append(r))
     assert summary.stopped == "signal" and len(optimizer.trials) > len(backend.submitted)
     assert all(optimizer.trials[r.trial_id].state is TrialState.OK for r in summary.results)
+
+
+def test_an_optimizer_error_on_the_thread_ends_the_run_with_that_error():
+    optimizer = Witness(Space.from_dict(X), budget=10, fail_after=4)
+    with pytest.raises(ZeroDivisionError, match="the model broke"):
+        run_study(optimizer, ThreadWorkers(2, lambda p: time.sleep(0.01) or p["x"]), budget=10, ask_ahead="always")
