@@ -130,9 +130,6 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
         in_flight[task.trial_id] = (candidate, t_submit)
         backend.submit(worker, task)
 
-    def halted() -> bool:
-        return summary.stopped in ("signal", "max_failures") or should_stop()
-
     if baseline and idle:
         dispatch(idle.popleft(), Task(0, {}, baseline=True), None)
     try:
@@ -147,7 +144,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             asker.before_wait(len(idle))
             if should_stop():
                 summary.stopped = "signal"
-            if halted():
+            if summary.stopped in ("signal", "max_failures"):
                 break
             if not in_flight:
                 if not asker.working():

@@ -13,7 +13,7 @@ from pbo.objectives import Objective
 from pbo.worker import Evaluator, Outcome, Running, Task, host
 
 #: Longest wait between two looks at the stop flag (seconds).
-TICK = 0.01
+TICK = 0.1
 
 
 class LocalBackend:
