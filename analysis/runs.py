@@ -1,7 +1,7 @@
 """One optimization run as the figures see it, and the quantities every figure and table derives from it.
 
 A `Run` is plain arrays (one entry per finished trial, in the order trials finished) plus what the log's
-attributes say about the study. `load_run` builds it from an HDF5 log through `pbo.log.read`, so it works on
+attributes say about the study (its sense and known optimum are read from the log, never recomputed). `load_run` builds it from an HDF5 log through `pbo.log.read`, so it works on
 finished logs and on live ones still being written; tests and notebooks can also build one by hand.
 """
 
@@ -16,7 +16,6 @@ import numpy as np
 
 from pbo.log import read
 from pbo.log.storage import LogError
-from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space
 
 OK, FAILED, TIMEOUT = "ok", "failed", "timeout"
@@ -149,18 +148,6 @@ def run_from_log(data: Any, path: Path) -> Run:
     objective = str(config.get("objective", ""))
     return Run(
         name=path.stem, algorithm=str(attrs["algorithm"]), space=data.space, trials=trials, seed=int(attrs["seed"]),
-        objective=objective, minimize=_minimized(config), n_workers=int(attrs.get("n_workers", 0) or 0),
-        gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=_known_optimum(objective),
+        objective=objective, minimize=data.minimize, n_workers=int(attrs.get("n_workers", 0) or 0),
+        gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=data.optimum,
         metrics=list(data.metrics), baseline=baseline, baseline_span=span, tree=data.tree, path=str(path))
-
-
-def _known_optimum(objective: str) -> float | None:
-    function = FUNCTIONS.get(objective)
-    return None if function is None else float(function.optimum)
-
-
-def _minimized(config: dict[str, Any]) -> bool:
-    """The config's `minimize`, else the sense a user objective declares in its options (built-ins maximize)."""
-    if config.get("minimize") is not None:
-        return bool(config["minimize"])
-    return bool((config.get("objective_options") or {}).get("minimize", False))

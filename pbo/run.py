@@ -26,7 +26,7 @@ from pbo.optimizers import Optimizer
 from pbo.optimizers.base import TrialState
 from pbo.scheduler import RunSummary, WorkerStartError, run_study
 from pbo.space import SpaceError
-from pbo.study import build_objective, build_optimizer, cost_model
+from pbo.study import build_objective, build_optimizer, cost_model, study_attributes
 from pbo.trial import TrialResult
 from pbo.worker import host
 
@@ -84,7 +84,8 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
             objective.check(optimizer.space)
         redo = resumed.restore(optimizer) if resumed is not None else []
         backend = _backend(config, objective, comm, ranks)
-        log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None))
+        log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None),
+                       study=study_attributes(config, objective))
     except SystemExit as exc:  # --help
         _cancel_workers(comm)
         return int(exc.code or 0)

@@ -1,7 +1,14 @@
 """From checked settings to the objects of a run: the objective (with its cost model), the search space and
-the optimizer. Every rank builds the objective itself from the same plain settings."""
+the optimizer. Every rank builds the objective itself from the same plain settings.
+
+Whether a study minimizes is worked out here only (`minimizes`); the log records the answer (`study_attributes`)
+and every reader takes it from there.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 from pbo.config import Config, ConfigError
 from pbo.objectives import Objective, resolve_objective
@@ -29,7 +36,19 @@ def build_space(config: Config, objective: Objective) -> Space:
     return Space.from_dict(spec)
 
 
+def minimizes(config: Config, objective: Objective) -> bool:
+    """The study's sense: the config's `minimize` when set, else the objective's own (a `module:function`
+    objective declares it in its options; built-in objectives maximize)."""
+    return objective.minimize if config.minimize is None else bool(config.minimize)
+
+
+def study_attributes(config: Config, objective: Objective) -> dict[str, Any]:
+    """What the log records so that readers need not recompute it: the effective `minimize`, the objective's
+    `key` (the metric optimized) and its known `optimum` (NaN when unknown)."""
+    optimum = math.nan if objective.optimum is None else float(objective.optimum)
+    return {"minimize": minimizes(config, objective), "key": str(objective.key), "optimum": optimum}
+
+
 def build_optimizer(config: Config, objective: Objective) -> Optimizer:
-    minimize = objective.minimize if config.minimize is None else config.minimize
-    return make_optimizer(config.algorithm, build_space(config, objective), seed=config.seed, minimize=minimize,
-                          budget=config.budget, **config.optimizer)
+    return make_optimizer(config.algorithm, build_space(config, objective), seed=config.seed,
+                          minimize=minimizes(config, objective), budget=config.budget, **config.optimizer)

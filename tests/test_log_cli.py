@@ -6,10 +6,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
+
+from analysis import load_run
 from log_support import SPACE
 from pbo.log import load_resume, read, session
+from pbo.objectives.synthetic import FUNCTIONS
 from pbo_process import ROOT, command, environment, run_pbo, trials
 
 BRANIN = ["--objective", "branin", "--algorithm", "lhs", "--budget", "6", "--seed", "2"]
@@ -100,3 +106,36 @@ def test_a_simulated_run_writes_a_log_only_when_out_is_given(tmp_path):
     assert session.open_log(dict(config), SPACE, 64, None) is None
     session.open_log({**config, "out": str(tmp_path / "sim.h5")}, SPACE, 64, None).close()
     assert read(tmp_path / "sim.h5").attrs["n_workers"] == 64
+
+
+MINIMIZED_BY_OPTIONS = ["--objective", "faulty:slow", "--objective-options", "{seconds: 0, minimize: true}",
+                        "--space", "{x: {type: float, low: 0, high: 1}}", "--algorithm", "lhs", "--budget", "6"]
+
+
+def test_log_show_names_the_smallest_value_best_when_objective_options_minimize(tmp_path):
+    path = tmp_path / "run.h5"
+    assert run_pbo([*MINIMIZED_BY_OPTIONS, "--out", str(path)]).returncode == 0
+    shown = subprocess.run([sys.executable, "-m", "pbo.log", "show", str(path)], cwd=ROOT, env=environment(),
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    best = read(path).trials["value"].min()
+    assert f"value {best:.6g} " in shown.stdout.split("best: ")[1]
+
+
+def test_the_log_records_what_readers_must_not_recompute(tmp_path):
+    minimized, branin = tmp_path / "min.h5", tmp_path / "branin.h5"
+    assert run_pbo([*MINIMIZED_BY_OPTIONS, "--out", str(minimized)]).returncode == 0
+    assert run_pbo([*BRANIN, "--out", str(branin)]).returncode == 0
+    with h5py.File(minimized, "r") as handle:
+        assert handle.attrs["minimize"] and handle.attrs["key"] == "value" and np.isnan(handle.attrs["optimum"])
+    with h5py.File(branin, "r") as handle:
+        assert not handle.attrs["minimize"] and handle.attrs["optimum"] == FUNCTIONS["branin"].optimum
+    assert read(minimized).minimize and read(minimized).optimum is None
+    assert not read(branin).minimize and read(branin).optimum == FUNCTIONS["branin"].optimum
+
+
+def test_analysis_reads_the_sense_of_a_study_minimized_by_objective_options(tmp_path):
+    path = tmp_path / "run.h5"
+    assert run_pbo([*MINIMIZED_BY_OPTIONS, "--out", str(path)]).returncode == 0
+    run = load_run(path)
+    assert run.minimize and run.trials["value"][run.best_index()] == run.trials["value"].min()

@@ -14,9 +14,11 @@ import h5py
 import numpy as np
 import pytest
 
-from log_support import CONFIG, SPACE, baseline_result, finished_run, foreign_files
+from log_support import CONFIG, SPACE, baseline_result, drive, finished_run, foreign_files, new_log, new_optimizer
 from pbo.log import LogError, RunLog, read
 from pbo.log.export import csv_header
+from pbo.log.layout import STUDY_ATTRS
+from pbo.objectives.synthetic import FUNCTIONS
 from pbo.optimizers.base import TrialState
 from pbo.trial import TrialResult
 
@@ -40,6 +42,20 @@ def test_best_is_the_row_of_the_best_successful_trial(tmp_path):
     run = read(tmp_path / "run.h5")
     ok = (run.trials["status"] == "ok") & (run.trials["trial_id"] > 0)
     assert run.trials["value"][run.best()] == run.trials["value"][ok].max()
+
+
+def test_a_format_1_log_without_the_study_attributes_is_read_by_the_rule_its_run_used(tmp_path):
+    config = {**CONFIG, "objective": "hartmann6", "objective_options": {"minimize": True}}
+    with new_log(tmp_path / "old.h5", config=config) as log:
+        drive(log, new_optimizer(), 12)
+    with h5py.File(tmp_path / "old.h5", "a") as handle:
+        for name in STUDY_ATTRS:
+            handle.attrs.pop(name, None)
+        handle.attrs["log_format"] = 1
+    run = read(tmp_path / "old.h5")
+    ok = run.trials["status"] == "ok"
+    assert run.minimize and run.trials["value"][run.best()] == run.trials["value"][ok].min()
+    assert run.key is None and run.optimum == FUNCTIONS["hartmann6"].optimum
 
 
 READER = """

@@ -18,7 +18,7 @@ import pbo
 from log_support import CONFIG, SPACE, baseline_result, drive, finished_run, new_log, new_optimizer
 from pbo.log import LogError, RunLog, default_path, read
 from pbo.log import storage
-from pbo.log.layout import ERROR_BYTES
+from pbo.log.layout import ERROR_BYTES, LOG_FORMAT
 from pbo.optimizers.base import TrialState
 from pbo.trial import TrialResult
 
@@ -35,6 +35,23 @@ def test_root_attributes_describe_the_run(tmp_path):
     assert list(json.loads(attrs["space"])) == SPACE.names
     assert (attrs["algorithm"], attrs["objective"], attrs["seed"], attrs["n_workers"]) == ("lhs", "tests:toy", 3, 2)
     assert abs(attrs["start_time"] - datetime.now().timestamp()) < 60 and attrs["hostname"]
+
+
+def test_root_attributes_record_the_sense_key_and_optimum_as_the_run_worked_them_out(tmp_path):
+    new_log(tmp_path / "run.h5", study={"minimize": True, "key": "eval/acc", "optimum": None}).close()
+    with h5py.File(tmp_path / "run.h5", "r") as handle:
+        attrs = dict(handle.attrs)
+    assert attrs["log_format"] == LOG_FORMAT == 2
+    assert attrs["minimize"] and attrs["key"] == "eval/acc" and math.isnan(attrs["optimum"])
+
+
+def test_resuming_a_format_1_log_adds_the_study_attributes(tmp_path):
+    finished_run(tmp_path / "run.h5")
+    with h5py.File(tmp_path / "run.h5", "a") as handle:
+        handle.attrs["log_format"] = 1
+    RunLog.reopen(tmp_path / "run.h5", n_workers=2, study={"minimize": False, "key": "value", "optimum": 1.5}).close()
+    run = read(tmp_path / "run.h5")
+    assert run.attrs["log_format"] == 2 and (run.minimize, run.key, run.optimum) == (False, "value", 1.5)
 
 
 def test_every_finished_trial_is_one_row_of_equal_length_columns(tmp_path):

@@ -13,8 +13,16 @@ from typing import Any
 
 import numpy as np
 
-#: Bumped when the layout changes in a way old readers would misread.
-LOG_FORMAT = 1
+#: Bumped when the layout changes in a way old readers would misread. 1: the first layout; 2: the root
+#: attributes `minimize`, `key` and `optimum` (logs of format 1 lack them: readers then fall back on the config).
+LOG_FORMAT = 2
+
+#: Root attributes every log has (docs/log-format.md says what each holds).
+RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "seed", "space", "start_time",
+             "hostname", "n_workers", "writer")
+#: Root attributes that say how to read the values, worked out once by the run (`pbo.study.study_attributes`):
+#: the effective `minimize`, the objective's `key` and its known `optimum` (NaN when unknown). Since format 2.
+STUDY_ATTRS = ("minimize", "key", "optimum")
 
 TRIALS, ASKS, TREE = "trials", "asks", "tree"
 COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id"}

@@ -3,10 +3,14 @@
 `read` works on a finished log, on one a run is still writing (SWMR: each call sees the rows committed so far)
 and on one whose writer was killed.
 
+The sense of the study (`minimize`), the metric it optimized (`key`) and the objective's known `optimum` are
+read from the log's root attributes, as the run worked them out; logs of format 1, which lack them, fall back
+on the rule that run used.
+
 Example:
     run = read("runs/soo-branin-20260101-120000.h5")
     ok = run.trials["status"] == "ok"
-    run.trials["x"][ok], run.trials["value"][ok], run.config["budget"]
+    run.trials["x"][ok], run.trials["value"][ok], run.config["budget"], run.minimize, run.optimum
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from pbo.log.layout import ASK_COLUMNS, ASKS, LOG_FORMAT, TREE, TRIAL_COLUMNS, TRIALS, committed_rows
 from pbo.log.storage import LogError, first_line, open_readable
+from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space, SpaceError
 
 JSON_ATTRS = ("config", "space", "resumes")
@@ -49,6 +54,28 @@ class RunData:
     def n_trials(self) -> int:
         return len(self.trials["trial_id"])
 
+    @property
+    def minimize(self) -> bool:
+        """Whether the study minimized its objective, as the run worked it out (root attribute `minimize`)."""
+        if "minimize" in self.attrs:
+            return bool(self.attrs["minimize"])
+        return _legacy_minimize(self.config)
+
+    @property
+    def key(self) -> str | None:
+        """The metric the study optimized (root attribute `key`; None in logs of format 1)."""
+        key = self.attrs.get("key")
+        return None if key is None else str(key)
+
+    @property
+    def optimum(self) -> float | None:
+        """The objective's known optimum (synthetic functions), for regret; None when unknown."""
+        if "optimum" in self.attrs:
+            optimum = float(self.attrs["optimum"])
+            return optimum if np.isfinite(optimum) else None
+        function = FUNCTIONS.get(str(self.attrs.get("objective", "")))
+        return None if function is None else float(function.optimum)
+
     def params(self, row: int) -> dict[str, Any]:
         """The hyperparameters of a trial row by name, categoricals as their choice (NaN for the baseline)."""
         params: dict[str, Any] = {}
@@ -65,7 +92,15 @@ class RunData:
         if not len(ok):
             return None
         values = self.trials["value"][ok]
-        return int(ok[np.argmin(values) if self.config.get("minimize") else np.argmax(values)])
+        return int(ok[np.argmin(values) if self.minimize else np.argmax(values)])
+
+
+def _legacy_minimize(config: dict[str, Any]) -> bool:
+    """A format-1 log's sense (it did not record it): the config's `minimize`, else a `module:function`
+    objective's `minimize` option; built-in objectives maximize."""
+    if config.get("minimize") is not None:
+        return bool(config["minimize"])
+    return bool((config.get("objective_options") or {}).get("minimize", False))
 
 
 def read(path: str | Path) -> RunData:

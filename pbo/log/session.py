@@ -26,15 +26,16 @@ def resume_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], ResumeStat
 
 
 def open_log(config: dict[str, Any], space: Space, n_workers: int, state: ResumeState | None,
-             start_time: float | None = None) -> RunLog | None:
+             start_time: float | None = None, study: Mapping[str, Any] | None = None) -> RunLog | None:
     """The log the run writes: the resumed one, `out`, or a new file under runs/ (simulated runs write none
     unless `out` is given, and skip the fsync: nothing there is worth a disk wait). Sets `config["out"]` to the
-    file, so the logged settings name it. `start_time` is the Unix time the scheduler's clock counts from."""
+    file, so the logged settings name it. `start_time` is the Unix time the scheduler's clock counts from;
+    `study` the attributes readers take as they are (`pbo.study.study_attributes`)."""
     durable = config.get("simulate") is None
     if state is not None:
         changes = {key: value for key, value in config.items() if key != "resume" and state.settings.get(key) != value}
         return RunLog.reopen(state.path, n_workers=n_workers, changes=changes, session_start=start_time,
-                             durable=durable)
+                             durable=durable, study=study)
     if config.get("out") is None:
         if config.get("simulate") is not None:
             return None
@@ -44,7 +45,7 @@ def open_log(config: dict[str, Any], space: Space, n_workers: int, state: Resume
         make_folder = False
     return RunLog.create(config["out"], config=config, space=space, algorithm=config["algorithm"],
                          seed=config["seed"], n_workers=n_workers, overwrite=config.get("overwrite", False),
-                         make_folder=make_folder, start_time=start_time, durable=durable)
+                         make_folder=make_folder, start_time=start_time, durable=durable, study=study)
 
 
 def _unused(path: Path) -> Path:

@@ -26,8 +26,8 @@ import h5py
 import numpy as np
 
 import pbo
-from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, TREE, TREE_COLUMNS, TRIAL_COLUMNS,
-                            TRIALS, committed_rows, create_column, create_table, encode_text, metric_column, to_json)
+from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, STUDY_ATTRS, TREE, TREE_COLUMNS,
+                            TRIAL_COLUMNS, TRIALS, committed_rows, create_column, create_table, encode_text, metric_column, to_json)
 from pbo.log.storage import (LogError, check_not_live, check_space, check_writable, detach, first_line, fsync,
                               open_for_append, open_readable, replacing, rewrite, writer_id)
 from pbo.optimizers.base import Candidate
@@ -74,9 +74,10 @@ class RunLog:
     @classmethod
     def create(cls, path: str | Path, *, config: Mapping[str, Any], space: Space, algorithm: str, seed: int,
                n_workers: int, overwrite: bool = False, make_folder: bool = False, durable: bool = True,
-               start_time: float | None = None) -> "RunLog":
+               start_time: float | None = None, study: Mapping[str, Any] | None = None) -> "RunLog":
         """Start the log of a new run; refuses an existing file unless `overwrite`, and an unwritable place.
-        `start_time` (Unix seconds) is the zero of the trials' times; by default now."""
+        `start_time` (Unix seconds) is the zero of the trials' times; by default now. `study` holds the
+        attributes readers must not recompute (`pbo.study.study_attributes`: minimize, key, optimum)."""
         path = Path(path)
         if make_folder:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,7 @@ class RunLog:
                     "space": to_json(space.to_dict()),
                     "start_time": time.time() if start_time is None else float(start_time),
                     "hostname": socket.gethostname(), "n_workers": int(n_workers), "writer": writer_id(),
+                    **_study_attrs(study),
                 })
                 for table in (TRIALS, ASKS):
                     create_table(handle.create_group(table, track_order=True), table, space.dim)
@@ -98,20 +100,26 @@ class RunLog:
 
     @classmethod
     def reopen(cls, path: str | Path, *, n_workers: int, changes: Mapping[str, Any] | None = None,
-               session_start: float | None = None, durable: bool = True) -> "RunLog":
+               session_start: float | None = None, durable: bool = True,
+               study: Mapping[str, Any] | None = None) -> "RunLog":
         """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped.
         The `config` attribute keeps the first settings (the optimizer is rebuilt from them); `changes` (e.g. a
         larger budget) go into the `resumes` attribute. Times recorded from now on count from `session_start`
-        (Unix time, default now) and are shifted onto the log's clock."""
+        (Unix time, default now) and are shifted onto the log's clock. A log of an older format that lacks the
+        `study` attributes gets them, and the current `log_format`."""
         path = Path(path)
         check_not_live(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
             start_time = float(handle.attrs["start_time"])
+            missing = study is not None and any(name not in handle.attrs for name in STUDY_ATTRS)
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers),
                         "settings": dict(changes or {})})
+        attrs = {"resumes": to_json(resumes), "n_workers": int(n_workers), "writer": writer_id()}
+        if missing:
+            attrs.update(_study_attrs(study), log_format=LOG_FORMAT)
         try:
-            rewrite(path, attrs={"resumes": to_json(resumes), "n_workers": int(n_workers), "writer": writer_id()})
+            rewrite(path, attrs=attrs)
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
         log = cls(path, durable=durable)
@@ -224,6 +232,15 @@ class RunLog:
         if not all(name in params for name in self.space.names):
             return np.full(self.space.dim, math.nan)
         return self.space.to_numbers(params)
+
+
+def _study_attrs(study: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The STUDY_ATTRS as HDF5 attribute values; a log written without them (tests, tools) stays readable."""
+    if study is None:
+        return {}
+    optimum = study.get("optimum")
+    return {"minimize": bool(study["minimize"]), "key": str(study["key"]),
+            "optimum": math.nan if optimum is None else float(optimum)}
 
 
 def _as_float(value: Any) -> float:
