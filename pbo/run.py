@@ -1,9 +1,14 @@
 """`python -m pbo.run` (the `pbo` command): read the settings, pick the backend, run the scheduler, report.
 
 Under mpirun (more than one rank) rank 0 is the master and every other rank serves trials; otherwise the
-run uses local worker processes (`--workers W`) or the simulated cluster (`--simulate W`). Exit codes: 0 done
-(budget spent or space exhausted), 1 stopped by failures, 2 bad settings (nothing started), 128 + signal
-number when stopped by SIGTERM/SIGINT.
+run uses local worker processes (`--workers W`) or the simulated cluster (`--simulate W`). Exit codes (each
+non-zero one comes with one line on stderr):
+
+- 0: done: the budget is spent or the search space exhausted, and at least one trial succeeded;
+- 1: the run ended with no successful trial (every one failed or timed out), or was stopped by `max_failures`,
+  by a worker that could not start, or by a log that could not be written (the log keeps what finished);
+- 2: bad settings or an unusable log file: nothing started;
+- 128 + signal number: stopped by SIGTERM or SIGINT; finished trials are logged and the run resumes.
 """
 
 from __future__ import annotations
@@ -177,7 +182,19 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
         return 1
     if summary.stopped == "exhausted":
         print(f"pbo: the search space is exhausted after {summary.evaluations} evaluations", flush=True)
+    if summary.best is None and optimizer.best() is None:  # the optimizer also knows the trials of a resumed log
+        print(_no_success(summary), file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def _no_success(summary: RunSummary) -> str:
+    """The one line a run with no successful trial ends with."""
+    if not summary.evaluations:
+        return "pbo: error: no successful evaluation: no trial ran"
+    errors = [r.error for r in summary.results if r.trial_id != 0 and r.status is not TrialState.OK and r.error]
+    first = f" (first error: {errors[0].splitlines()[0]})" if errors else ""
+    return f"pbo: error: no successful evaluation: all {summary.evaluations} trials failed or timed out{first}"
 
 
 def _progress(result: TrialResult, summary: RunSummary) -> None:
@@ -199,8 +216,10 @@ def _report(summary: RunSummary, optimizer: Optimizer, kind: str, wall: float, c
     if summary.best is not None:
         best = summary.best
         print(f"pbo: best value {best.value:.6g} at trial {best.trial_id}: {best.params}", flush=True)
-    else:
-        print("pbo: no successful evaluation", flush=True)
+    elif optimizer.best() is not None:  # a resumed run whose best trial finished before it
+        trial = optimizer.best()
+        print(f"pbo: best value {trial.value:.6g} at trial {trial.candidate.id}: {trial.candidate.params}",
+              flush=True)
 
 
 if __name__ == "__main__":

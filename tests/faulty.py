@@ -32,3 +32,8 @@ def visible_gpus(params, out_dir):
     """Records which GPUs the worker process (the child's parent) was given."""
     Path(out_dir, f"{os.getppid()}.gpus").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     return float(params["x"])
+
+
+def text(params):
+    """Returns a string instead of a number: every trial fails."""
+    return f"x is {params['x']}"

@@ -339,7 +339,7 @@ def test_a_log_with_only_failures_is_reported_with_its_error(tmp_path):
         "objective": "faulty:behave", "objective_options": {"key": "score"}, "algorithm": "random", "budget": 3,
         "progress": False, "space": {"mode": {"type": "categorical", "choices": ["raise"]},
                                      "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
-    assert run_pbo(["--config", str(config), "--out", str(tmp_path / "fail.h5")]).returncode == 0
+    assert run_pbo(["--config", str(config), "--out", str(tmp_path / "fail.h5")]).returncode == 1
     result = report(str(tmp_path / "fail.h5"), "--out", str(tmp_path / "r"))
     assert result.returncode == 0
     assert "all 3 trials failed or timed out (first error: ZeroDivisionError: planned failure" in result.stderr

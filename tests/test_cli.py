@@ -5,6 +5,9 @@ import signal
 import subprocess
 import time
 
+import pytest
+
+from pbo.log import read
 from pbo_process import command, environment, run_pbo, trials, write_config
 
 FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "hang"]},
@@ -50,6 +53,21 @@ def test_max_failures_stops_with_exit_1(tmp_path):
     proc = run_pbo(["--config", config])
     assert proc.returncode == 1
     assert "2 trials failed, more than max_failures=1" in proc.stderr
+
+
+@pytest.mark.parametrize("objective, space", [
+    ("faulty:text", "{x: {type: float, low: 0, high: 1}}"),
+    ("faulty:behave", "{mode: {type: categorical, choices: [raise]}, x: {type: float, low: 0, high: 1}}"),
+], ids=["returns-a-string", "raises"])
+def test_a_run_in_which_every_trial_failed_exits_1_after_logging_them(tmp_path, objective, space):
+    path = tmp_path / "run.h5"
+    proc = run_pbo(["--objective", objective, "--objective-options", "{key: score}" if "behave" in objective else "{}",
+                    "--space", space, "--algorithm", "random", "--budget", "4", "--out", str(path)])
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("pbo: error: no successful evaluation: all 4 trials failed or timed out (first error: ")
+    assert proc.stderr.count("\n") == 1 and f"pbo: log {path}" in proc.stdout
+    logged = read(path)
+    assert logged.n_trials == 4 and set(logged.trials["status"]) == {"failed"} and all(logged.trials["error"])
 
 
 def test_an_exhausted_space_ends_cleanly():
