@@ -1,7 +1,7 @@
 """The LLM objective through its public interface: resolve_objective("llm", options) on the tiny study.
 
 Trials here are shortened (few steps, a slice of each task) to keep the file fast; the full tiny study's
-surface is measured by jobs/llm/tiny_surface.py (README, llm section).
+surface is measured by jobs/llm/tiny_surface.py (docs/llm.md).
 """
 
 from pathlib import Path

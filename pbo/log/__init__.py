@@ -2,7 +2,7 @@
 
 `RunLog` writes (recorder protocol: record_submit, record_result, record_tree), `read` loads a log into
 numpy arrays, `load_resume` / `resume_config` rebuild a killed run. The layout is described in layout.py
-and in the README ("Experiment log").
+and in docs/log-format.md (the contract other tools rely on).
 """
 
 from pbo.log.reader import RunData, read

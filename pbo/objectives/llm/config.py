@@ -51,7 +51,7 @@ class LLMConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03  # linear warmup, then cosine decay to zero
     max_grad_norm: float = 1.0
-    divergence_factor: float = 3.0  # a step loss above this multiple of the first step's fails the trial
+    divergence_factor: float = 3.0  # a fixed sample's loss above this multiple of its start fails the trial
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), bf16, fp16, fp32
     gradient_checkpointing: bool = False
     cpu_threads: int = 0  # torch threads of a trial on the CPU; 0: torch's default (all cores)
