@@ -29,6 +29,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from botorch.exceptions.errors import CandidateGenerationError, OptimizationGradientError
 from botorch.exceptions import ModelFittingError as BotorchFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
@@ -37,9 +38,13 @@ from botorch.models.utils.gpytorch_modules import (get_covar_module_with_dim_sca
 from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior
+from linear_operator.utils.errors import NanError, NotPSDError
 
-#: Errors of fitting or factorizing a GP that mean "no usable model", as opposed to a bug in the caller.
-_NUMERICAL_ERRORS = (BotorchFittingError, RuntimeError, ValueError)
+#: Errors of fitting, factorizing or searching a GP that mean "no usable model on these data", as opposed to a
+#: bug, which must raise.
+NUMERICAL_ERRORS = (BotorchFittingError, CandidateGenerationError, OptimizationGradientError, NotPSDError,
+                    NanError, torch.linalg.LinAlgError)
 
 
 @contextmanager
@@ -60,8 +65,43 @@ KERNELS = {
 }
 
 
+#: Prior on the noise variance in standardized units (Optuna's GPSampler uses the same): mean 0.037, most mass
+#: near 0, so a deterministic objective is fitted as nearly noise-free while a noisy one (lm-eval scores)
+#: still gets its noise from the data.
+NOISE_PRIOR = (1.1, 30.0)
+
+
+def single_task_gp(x: torch.Tensor, y: torch.Tensor, *, kernel: str = "matern", noise_floor: float = 1e-6,
+                   noise_prior: bool = True, fixed_noise: torch.Tensor | None = None,
+                   outcome_transform=None) -> SingleTaskGP:
+    """The GP both model-based optimizers build: inputs in the unit cube, float64, a kernel of KERNELS.
+
+    `fixed_noise` (one variance per point) holds the noise as given; otherwise it is a hyperparameter kept
+    above `noise_floor` (deterministic objectives need a floor far below BoTorch's 1e-4, or the model cannot
+    resolve improvements smaller than about 1% of the values' spread), with NOISE_PRIOR when `noise_prior`.
+    """
+    likelihood = None
+    if fixed_noise is None:
+        likelihood = GaussianLikelihood(noise_constraint=GreaterThan(noise_floor),
+                                        noise_prior=GammaPrior(*NOISE_PRIOR) if noise_prior else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SingleTaskGP(x, y.reshape(-1, 1), fixed_noise, likelihood=likelihood,
+                            covar_module=KERNELS[kernel](x.shape[-1]),
+                            outcome_transform=outcome_transform).to(torch.float64)
+
+
 class ModelFittingError(RuntimeError):
     """The GP could not be fitted or evaluated on these data; callers fall back to a model-free step."""
+
+
+@contextmanager
+def model_failures(what: str) -> Iterator[None]:
+    """Turn the numerical failures of GP work into one ModelFittingError naming `what` was being done."""
+    try:
+        yield
+    except NUMERICAL_ERRORS as exc:
+        raise ModelFittingError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class GPSurrogate:
@@ -135,7 +175,7 @@ class GPSurrogate:
                 if self._gp is None or self._n >= self._n_fitted * (1 + self.refit_growth):
                     self._fit(x, z)
                 self._condition(x, z)
-        except _NUMERICAL_ERRORS as exc:
+        except NUMERICAL_ERRORS as exc:
             raise ModelFittingError(f"GP on {self._n} points: {exc}") from exc
 
     def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +218,14 @@ class GPSurrogate:
         if len(x) > self.max_fit_points:
             keep = torch.as_tensor(np.unique(np.linspace(0, len(x) - 1, self.max_fit_points).round().astype(int)))
             x, z = x[keep], z[keep]
-        likelihood = GaussianLikelihood(noise_constraint=GreaterThan(self.noise_floor))
+        gp = single_task_gp(x, z, kernel=self.kernel, noise_floor=self.noise_floor, noise_prior=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gp = SingleTaskGP(x, z.unsqueeze(-1), likelihood=likelihood, covar_module=KERNELS[self.kernel](self.dim),
-                              outcome_transform=None).to(torch.float64)
             with torch.random.fork_rng():
                 torch.manual_seed(self.seed * 1_000_003 + self._n)
                 try:
                     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-                except _NUMERICAL_ERRORS:
+                except NUMERICAL_ERRORS:
                     if self._gp is None:
                         raise
                     return

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from botorch.exceptions import ModelFittingError as BotorchFittingError
+from linear_operator.utils.errors import NotPSDError
 import torch
 
 import pbo.surrogate as surrogate
@@ -81,7 +83,7 @@ def test_no_model_before_min_points_is_a_named_error():
 
 def test_failed_first_fit_raises_a_named_error(monkeypatch):
     def diverge(mll):
-        raise RuntimeError("line search failed")
+        raise BotorchFittingError("line search failed")
 
     monkeypatch.setattr(surrogate, "fit_gpytorch_mll", diverge)
     gp = GPSurrogate(dim=2)
@@ -95,10 +97,16 @@ def test_failed_refit_keeps_the_earlier_hyperparameters(monkeypatch):
     u, y = data(30)
     gp = GPSurrogate(dim=2)
     gp.update(u[:10], y[:10])
-    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(RuntimeError("nan")))
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(NotPSDError("nan")))
     gp.update(u, y)
     assert gp.n_fits == 1 and gp.n == 30
     assert np.allclose(gp.predict(u[25:])[0], y[25:], atol=1e-2)
+
+
+def test_a_bug_in_the_fit_raises_instead_of_dropping_the_model(monkeypatch):
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(TypeError("bad call")))
+    with pytest.raises(TypeError, match="bad call"):
+        GPSurrogate(dim=2).update(*data(10))
 
 
 def test_failed_values_are_refused():
