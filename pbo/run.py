@@ -28,11 +28,10 @@ from pbo.log import LogError, RunLog
 from pbo.log.session import open_log, resume_values
 from pbo.objectives import Objective, ObjectiveError
 from pbo.optimizers import Optimizer
-from pbo.optimizers.base import TrialState
-from pbo.scheduler import RunSummary, WorkerStartError, run_study
+from pbo.scheduler import RunSummary, run_study
 from pbo.space import SpaceError
 from pbo.study import build_objective, build_optimizer, cost_model, study_attributes
-from pbo.trial import TrialResult
+from pbo.trial import TrialResult, TrialState, WorkerStartError
 from pbo.worker import host
 
 #: Bad settings: reported in one line, exit 2, nothing started.

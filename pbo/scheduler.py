@@ -19,21 +19,12 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from pbo.asker import AskAhead, InlineAsker, ThreadAsker
-from pbo.optimizers.base import Candidate, Optimizer, TrialState
-from pbo.trial import TrialResult
-from pbo.worker import Outcome, Task
+from pbo.optimizers.base import Candidate, Optimizer
+from pbo.trial import Outcome, Task, TrialResult, TrialState, WorkerStartError  # noqa: F401 - re-exported
 
 
 #: Longest wait for an asker's thread before looking at the stop flag again (seconds).
 _TICK = 0.01
-
-
-class WorkerStartError(RuntimeError):
-    """Workers that could not start (objective import, GPU setup, ...): one line each, naming rank and host."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = lines
 
 
 class Backend(Protocol):

@@ -5,8 +5,7 @@ import queue
 import threading
 import time
 
-from pbo.optimizers.base import TrialState
-from pbo.worker import Outcome
+from pbo.trial import Outcome, TrialState
 
 
 class ThreadWorkers:

@@ -10,7 +10,8 @@ from typing import Any, Callable, Mapping
 from pbo import gpu
 from pbo.isolation import wait_any
 from pbo.objectives import Objective
-from pbo.worker import Evaluator, Outcome, Running, Task, host
+from pbo.trial import Outcome, Task
+from pbo.worker import Evaluator, Running, host
 
 #: Longest wait between two looks at the stop flag (seconds).
 TICK = 0.1

@@ -19,10 +19,9 @@ from mpi4py import MPI
 from pbo import gpu
 from pbo.config import Config
 from pbo.isolation import describe, wait_any
-from pbo.optimizers.base import TrialState
-from pbo.scheduler import WorkerStartError
+from pbo.trial import Outcome, Task, TrialState, WorkerStartError
 from pbo.study import build_objective
-from pbo.worker import Evaluator, Outcome, Task, host
+from pbo.worker import Evaluator, host
 
 SETUP, READY, TASK, RESULT, STOP = 1, 2, 3, 4, 5
 MAX_SLEEP = 0.01

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping
 
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
-from pbo.optimizers.base import TrialState
-from pbo.worker import Evaluator, Outcome, Task
+from pbo.trial import Outcome, Task, TrialState
+from pbo.worker import Evaluator
 
 
 class SimulatedBackend:
