@@ -14,6 +14,7 @@ FAULTY = {"mode": {"type": "categorical", "choices": ["ok", "raise", "exit", "ha
           "x": {"type": "float", "low": 0, "high": 1}}
 
 
+@pytest.mark.slow
 def test_without_a_config_the_tiny_llm_study_runs():
     proc = run_pbo(["--budget", "1"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -44,7 +44,7 @@ def test_a_raising_a_crashing_and_a_hanging_trial_are_recorded_and_the_run_finis
     assert sum("exited with code 1" in line for line in lines) == 2
 
 
-def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_path):
+def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_path, alive):
     pids = tmp_path / "pids"
     pids.mkdir()
     config = write_config(tmp_path / "c.yaml", algorithm="random", objective="faulty:slow", budget=100,
@@ -63,15 +63,7 @@ def test_sigterm_to_the_master_stops_the_run_resumably_and_leaves_no_worker(tmp_
     assert "stopped by SIGTERM" in err and "resumed" in err
     assert trials(header + out)  # finished trials were reported
     ran = {int(p.stem) for p in pids.iterdir()} | {int(p.read_text()) for p in pids.iterdir()}
-    alive = [pid for pid in ran if os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid)]
-    assert alive == []
-
-
-def _state(pid: int) -> str:
-    try:
-        return open(f"/proc/{pid}/status").read().split("State:")[1].split("\n")[0].lower()
-    except (OSError, IndexError):
-        return "zombie"
+    assert [pid for pid in ran if alive(pid)] == []
 
 
 def test_each_worker_is_pinned_from_its_node_local_rank_and_the_master_takes_none(tmp_path):
