@@ -4,28 +4,19 @@ sys.path: `pbo_process`, `thread_workers`, `faulty`, `log_support`."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import pytest
 import yaml
 
 from pbo.config import DEFAULT_STUDY
+from pbo_process import alive as _alive
 
 
 @pytest.fixture
 def tiny_study() -> dict[str, Any]:
     """The embedded tiny LLM study (`pbo/studies/tiny_llm.yaml`) as a fresh dict each time, to shorten or change."""
     return yaml.safe_load(DEFAULT_STUDY.read_text())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.fixture
