@@ -18,5 +18,6 @@ $(VENV)/.installed: setup.py
 run: setup
 	$(VENV)/bin/mpirun -np $(NP) $(PY) -m pbo.run
 
+# Everything, the slow end-to-end LLM runs and the docstring examples of pbo/ included (`-m "not slow"` skips the former).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --doctest-modules pbo tests

@@ -26,7 +26,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pbo.optimizers.base import Candidate, Optimizer, TrialState
+from pbo.optimizers.base import Candidate, Optimizer
+from pbo.trial import TrialState
 from pbo.trial import TrialResult
 
 ASK_AHEAD_MODES = ("auto", "always", "never")

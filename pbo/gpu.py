@@ -7,7 +7,7 @@ objective imports torch.
 
 Example:
     >>> assign(slot=1, n_slots=2, gpus=["0", "1", "2", "3"], per_worker=2).gpus
-    ['2', '3']
+    ('2', '3')
 """
 
 from __future__ import annotations

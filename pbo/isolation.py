@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from pbo.optimizers.base import TrialState
+from pbo.trial import TrialState
 
 _HEADER = struct.Struct("<Q")
 

@@ -13,27 +13,26 @@ non-zero one comes with one line on stderr):
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import time
 import traceback
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pbo import gpu
-from pbo.backends.local import LocalBackend
-from pbo.backends.simulated import SimulatedBackend
+from pbo.backends import Backend, backend_class
 from pbo.config import Config, ConfigError, build_config, given_values
 from pbo.log import LogError, RunLog
 from pbo.log.session import open_log, resume_values
 from pbo.objectives import Objective, ObjectiveError
 from pbo.optimizers import Optimizer
-from pbo.optimizers.base import TrialState
-from pbo.scheduler import RunSummary, WorkerStartError, run_study
+from pbo.scheduler import RunSummary, run_study
 from pbo.space import SpaceError
-from pbo.study import build_objective, build_optimizer, cost_model, study_attributes
-from pbo.trial import TrialResult
-from pbo.worker import host
+from pbo.study import build_objective, build_optimizer, study_attributes
+from pbo.trial import TrialResult, TrialState, WorkerStartError
+from pbo.worker import Evaluator, host
 
 #: Bad settings: reported in one line, exit 2, nothing started.
 SETUP_ERRORS = (ConfigError, ObjectiveError, SpaceError, ValueError, LogError)
@@ -68,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv, None, None)
     try:
         ranks = gpu.node_ranks(comm)  # collective: every rank takes part
-        return mpi.serve(comm, ranks) if comm.Get_rank() > 0 else _main(argv, comm, ranks)
+        if comm.Get_rank() > 0:
+            return mpi.serve(comm, functools.partial(initialize_worker, ranks))
+        return _main(argv, comm, ranks)
     except Exception:  # a bug, not a bad trial: end the whole job instead of leaving the other ranks waiting
         print(f"pbo: rank {comm.Get_rank()} on {host()} failed:", file=sys.stderr)
         traceback.print_exc()
@@ -81,15 +82,16 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
     try:
         values, resumed = resume_values(given_values(argv))
         config = build_config(values)
-        objective = build_objective(config, sleep=config.simulate is None)
+        backend_type = backend_class(_backend_name(config, comm))
+        objective = build_objective(config, sleep=not backend_type.virtual_clock)
         # A resumed optimizer is built as it first was (LHS sizes its design by the budget), or replay diverges.
         first = config if resumed is None else Config({**config, "budget": resumed.config["budget"]})
         optimizer = build_optimizer(first, objective)
         if objective.check is not None:
             objective.check(optimizer.space)
         redo = resumed.restore(optimizer) if resumed is not None else []
-        backend = _backend(config, objective, comm, ranks)
-        log = open_log(config, optimizer.space, len(backend.workers), resumed, getattr(backend, "t0", None),
+        backend = backend_type.from_settings(config, objective, comm=comm, ranks_on_node=ranks)
+        log = open_log(config, optimizer.space, len(backend.workers), resumed, backend.start_time,
                        study=study_attributes(config, objective))
     except SystemExit as exc:  # --help
         _cancel_workers(comm)
@@ -110,23 +112,25 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
             log.close()
 
 
-def _backend(config: Config, objective: Objective, comm: Any, ranks: list[int] | None) -> Any:
+def _backend_name(config: Config, comm: Any) -> str:
+    """Which of `BACKENDS` runs the study: MPI under mpirun, else the simulated cluster or local workers."""
     if comm is not None:
-        from pbo.backends.mpi import MPIBackend
         if config.simulate is not None:
             raise ConfigError("simulate runs in one process: start it without mpirun")
-        gpu.bind(0, ranks, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
-                 master_gpu=config.master_gpu)  # no GPU for the master unless configured
-        return MPIBackend(comm)
-    if config.simulate is not None:
-        model = cost_model(config)
-        if model is None:
-            raise ConfigError("simulate needs a cost model: set `cost` (e.g. {kind: lognormal, mean: 60})")
-        return SimulatedBackend(objective, config.simulate, model, timeout=config.timeout,
-                                master_time=config.simulate_master_time)
-    return LocalBackend(objective, config.workers, isolate=config.isolate, timeout=config.timeout,
-                        gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
-                        master_gpu=config.master_gpu)
+        return "mpi"
+    return "local" if config.simulate is None else "simulated"
+
+
+def initialize_worker(ranks_on_node: list[int], settings: Mapping[str, Any], rank: int,
+                      clock: Callable[[], float]) -> tuple[Evaluator, str]:
+    """An MPI worker rank's set-up from the master's settings (the initializer `mpi.serve` runs): pin its GPU(s)
+    from its node-local rank before anything imports torch, then build the objective as the master did."""
+    config = Config(settings)
+    binding = gpu.bind(rank, ranks_on_node, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
+                       master_gpu=config.master_gpu)
+    evaluator = Evaluator(build_objective(config), rank, isolate=config.isolate, timeout=config.timeout,
+                          device=binding.label(host()), clock=clock)
+    return evaluator, binding.warning
 
 
 def _cancel_workers(comm: Any) -> None:
@@ -135,15 +139,13 @@ def _cancel_workers(comm: Any) -> None:
         MPIBackend(comm).cancel()
 
 
-def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Any,
+def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Backend,
             recorder: RunLog | None = None, *, redo: Sequence[Any] = (), dispatched: int = 0,
             baseline_done: bool = False) -> int:
     """Start the workers, run the study, stop the workers, report; returns the exit code. A resumed run gives
     the candidates to issue again, the evaluations already counted and whether its baseline is done."""
-    simulated = isinstance(backend, SimulatedBackend)
-    kind = "simulated" if simulated else type(backend).__name__.removesuffix("Backend").lower()
     print(f"pbo: {config.algorithm} on {objective.name}, budget {config.budget}, {len(backend.workers)} "
-          f"{kind} worker(s); master pid {os.getpid()} on {host()}", flush=True)
+          f"{backend.name} worker(s); master pid {os.getpid()} on {host()}", flush=True)
     try:
         warnings = backend.start(config)
     except WorkerStartError as exc:
@@ -155,7 +157,7 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
         print(f"pbo: warning: {line}", file=sys.stderr, flush=True)
     stop = SignalStop()
     stop.install()
-    progress = _progress if config.progress and not simulated else None
+    progress = _progress if config.progress and not backend.virtual_clock else None
     wall, cpu = time.time(), time.process_time()
     try:
         summary = run_study(optimizer, backend, budget=config.budget, recorder=recorder,
@@ -168,7 +170,7 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
         return 1
     finally:
         backend.close()
-    _report(summary, optimizer, kind, time.time() - wall, time.process_time() - cpu)
+    _report(summary, optimizer, backend.virtual_clock, time.time() - wall, time.process_time() - cpu)
     if recorder is not None:
         print(f"pbo: log {recorder.path}", flush=True)
     if stop.signum is not None:
@@ -207,8 +209,8 @@ def _progress(result: TrialResult, summary: RunSummary) -> None:
           f"best {best}  elapsed {result.t_end:.1f}s", flush=True)
 
 
-def _report(summary: RunSummary, optimizer: Optimizer, kind: str, wall: float, cpu: float) -> None:
-    clock = "virtual " if kind == "simulated" else ""
+def _report(summary: RunSummary, optimizer: Optimizer, virtual_clock: bool, wall: float, cpu: float) -> None:
+    clock = "virtual " if virtual_clock else ""
     print(f"pbo: {summary.evaluations} evaluations ({summary.failures} failed) on {summary.n_workers} worker(s) "
           f"in {summary.makespan:.3f} s {clock}({summary.makespan / 3600:.2f} h); utilization "
           f"{summary.utilization:.3f}; master CPU {cpu:.2f} s, wall {wall:.2f} s; median dispatch latency "

@@ -1,7 +1,7 @@
 """The asynchronous scheduler: the only place that decides when to ask the optimizer.
 
 Whenever a worker is free and the budget allows, it asks; whenever a result comes back it records it, tells
-the optimizer and refills idle workers at once. It depends only on a small `Backend` (submit a task to a
+the optimizer and refills idle workers at once. It depends only on a small `pbo.backends.Backend` (submit a task to a
 worker, wait for the next outcome, read the clock), so the same loop drives in-process workers, MPI ranks
 and the simulated cluster.
 
@@ -14,49 +14,18 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from pbo.asker import AskAhead, InlineAsker, ThreadAsker
-from pbo.optimizers.base import Candidate, Optimizer, TrialState
-from pbo.trial import TrialResult
-from pbo.worker import Outcome, Task
+from pbo.backends import Backend
+from pbo.optimizers.base import Candidate, Optimizer
+from pbo.trial import Outcome, Task, TrialResult, TrialState, WorkerStartError  # noqa: F401 - re-exported
 
 
 #: Longest wait for an asker's thread before looking at the stop flag again (seconds).
 _TICK = 0.01
-
-
-class WorkerStartError(RuntimeError):
-    """Workers that could not start (objective import, GPU setup, ...): one line each, naming rank and host."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = lines
-
-
-class Backend(Protocol):
-    """Moves tasks to workers and outcomes back; knows nothing of optimizers."""
-
-    workers: list[int]
-    #: Whether the master may run the optimizer on a thread of its own (see `pbo.asker`).
-    allows_threads: bool
-
-    def start(self, config: Mapping[str, Any]) -> list[str]:
-        """Get the workers ready for the run's settings; returns warnings, raises WorkerStartError."""
-
-    def now(self) -> float:
-        """Seconds since the run started, on the clock the outcomes' times use."""
-
-    def submit(self, worker: int, task: Task) -> None:
-        """Start `task` on an idle `worker`."""
-
-    def wait(self, should_stop: Callable[[], bool]) -> Outcome | None:
-        """The next finished outcome; None once `should_stop()` turns true while waiting."""
-
-    def close(self) -> None:
-        """Stop the workers; work still running is abandoned."""
 
 
 class Recorder(Protocol):

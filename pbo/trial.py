@@ -1,15 +1,62 @@
-"""What a finished evaluation brings back to the master: the record the scheduler tells the optimizer and
-the log appends as one row of `/trials`."""
+"""The vocabulary every layer shares, kept in one low module that imports nothing else of pbo: where a trial
+stands (`TrialState`), what the master sends a worker (`Task`), what comes back (`Outcome`), the record the
+scheduler tells the optimizer and the log appends (`TrialResult`), and the error of workers that cannot start
+(`WorkerStartError`). Isolation, worker and backends import these from here, never from the optimizers or the
+scheduler above them.
+
+Tasks and outcomes are plain dataclasses, so they cross MPI and pipes as small pickles.
+
+Example:
+    >>> TrialState.TIMEOUT.value, TrialState.OK.is_finished()
+    ('timeout', True)
+"""
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pbo.optimizers.base import TrialState
+
+class TrialState(str, enum.Enum):
+    """Where a candidate stands. Values are the `status` strings of the HDF5 log."""
+
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+    def is_finished(self) -> bool:
+        return self is not TrialState.PENDING
+
+
+@dataclass
+class Task:
+    """One evaluation to run. `baseline` asks for the objective's untuned baseline instead (trial 0)."""
+
+    trial_id: int
+    params: dict[str, Any]
+    baseline: bool = False
+
+
+@dataclass
+class Outcome:
+    """What came of a task. Times are seconds on the master's clock (see `pbo.worker.Evaluator.clock`)."""
+
+    trial_id: int
+    worker: int
+    status: TrialState
+    value: float = math.nan
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    device: str = ""
+    t_start: float = math.nan
+    t_end: float = math.nan
+    #: When the master received it (set by the backend).
+    t_received: float = math.nan
 
 
 @dataclass
@@ -29,3 +76,11 @@ class TrialResult:
     t_start: float = math.nan
     t_end: float = math.nan
     error: str = ""
+
+
+class WorkerStartError(RuntimeError):
+    """Workers that could not start (objective import, GPU setup, ...): one line each, naming rank and host."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines

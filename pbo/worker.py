@@ -1,47 +1,20 @@
 """The worker side of every backend: turn a task (trial id and parameters) into an outcome (status, value,
 metrics, times, device), isolated in a child process or inline.
 
-Tasks and outcomes are plain dataclasses, so they cross MPI and pipes as small pickles.
+Tasks and outcomes (`pbo.trial`) are plain dataclasses, so they cross MPI and pipes as small pickles.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from pbo.isolation import Child, Finished, run_inline
 from pbo.objectives import Objective
-from pbo.optimizers.base import TrialState
-
-
-@dataclass
-class Task:
-    """One evaluation to run. `baseline` asks for the objective's untuned baseline instead (trial 0)."""
-
-    trial_id: int
-    params: dict[str, Any]
-    baseline: bool = False
-
-
-@dataclass
-class Outcome:
-    """What came of a task. Times are seconds on the master's clock (see `Evaluator.clock`)."""
-
-    trial_id: int
-    worker: int
-    status: TrialState
-    value: float = math.nan
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-    device: str = ""
-    t_start: float = math.nan
-    t_end: float = math.nan
-    #: When the master received it (set by the backend).
-    t_received: float = math.nan
+from pbo.trial import Outcome, Task, TrialState
 
 
 def split_output(output: Any, key: str) -> tuple[float, dict[str, float]]:

@@ -1,13 +1,16 @@
 """Objectives for runtime tests, importable as `faulty:NAME` on every rank (tests put this folder on
 PYTHONPATH). The parameter `mode` picks the behaviour, so an LHS design over its four choices hits each."""
 
+import ctypes
+import faulthandler
 import os
 import time
 from pathlib import Path
 
 
-def behave(params, pid_dir=None, hang=60.0):
-    """`ok` returns metrics, `raise` raises, `exit` leaves with os._exit(1), `hang` sleeps past any timeout."""
+def behave(params, pid_dir=None, hang=60.0, seconds=0.3):
+    """`ok` returns metrics, `raise` raises, `exit` leaves with os._exit(1), `segfault` crashes in C, `hang`
+    sleeps past any timeout, `slow` sleeps `seconds` and returns as `ok` does."""
     if pid_dir is not None:
         Path(pid_dir, f"{os.getpid()}.pid").write_text(f"{os.getppid()}\n")
     mode = params["mode"]
@@ -15,8 +18,13 @@ def behave(params, pid_dir=None, hang=60.0):
         raise ZeroDivisionError("planned failure")
     if mode == "exit":
         os._exit(1)
+    if mode == "segfault":
+        faulthandler.disable()  # a quiet crash
+        ctypes.string_at(0)
     if mode == "hang":
         time.sleep(hang)
+    if mode == "slow":
+        time.sleep(seconds)
     return {"score": float(params["x"]), "extra": 2.0}
 
 

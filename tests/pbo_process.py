@@ -45,6 +45,15 @@ def write_config(path: Path, **values) -> str:
     return str(path)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def trials(stdout: str) -> list[tuple[int, int, str, str]]:
     """(trial id, worker, status, rest of line) of every progress line."""
     return [(int(t), int(w), s, rest) for t, w, s, rest in TRIAL_LINE.findall(stdout)]

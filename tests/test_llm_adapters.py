@@ -29,10 +29,11 @@ def test_keep_top_k_keeps_the_adapters_of_the_k_best_trials(tmp_path):
     assert all((p.parent / "adapter_config.json").is_file() for p in tmp_path.glob(f"*/{RECORD}"))
 
 
-def test_retrain_saves_a_loadable_adapter_with_its_metrics(tmp_path, capsys):
+@pytest.mark.slow
+def test_retrain_saves_a_loadable_adapter_with_its_metrics(tmp_path, capsys, tiny_study):
     from peft import PeftModel
 
-    study = yaml.safe_load(STUDY.read_text())
+    study = tiny_study
     study["objective_options"].update(max_steps=3, limit=20)
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     params = {"lora_rank": 4, "lora_alpha": 8, "learning_rate": 3e-3}

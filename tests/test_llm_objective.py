@@ -38,6 +38,7 @@ def trial(objective):
     return objective.function(GOOD)
 
 
+@pytest.mark.slow
 def test_trial_reports_task_metrics_with_stderr_costs_and_the_key(trial, objective):
     for task in ("hellaswag_tiny", "mmlu_tiny"):
         assert 0 <= trial[f"{task}/acc"] <= 1 and trial[f"{task}/acc_stderr"] > 0
@@ -46,15 +47,18 @@ def test_trial_reports_task_metrics_with_stderr_costs_and_the_key(trial, objecti
     assert objective.key in trial
 
 
+@pytest.mark.slow
 def test_baseline_scores_the_untuned_model_near_chance(baseline):
     assert 0.1 <= baseline["hellaswag_tiny/acc"] <= 0.4
     assert "train_seconds" not in baseline
 
 
+@pytest.mark.slow
 def test_a_good_configuration_beats_the_base_model(trial, baseline):
     assert trial["hellaswag_tiny/acc"] > baseline["hellaswag_tiny/acc"] + 0.15
 
 
+@pytest.mark.slow
 def test_near_zero_learning_rate_scores_exactly_the_base_model_even_with_alpha_over_rank_above_one(
         objective, baseline):
     # The reference study saw alpha/rank >= 1.2 collapse to chance at any learning rate; a fresh LoRA adapter

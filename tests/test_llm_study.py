@@ -1,20 +1,16 @@
 """The embedded tiny LLM study end to end: `mpirun -np 3 python -m pbo.run` (a master and two workers)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
 
 from pbo.log import read
 from pbo_process import mpirun, run_pbo, write_config
 
-STUDY = Path(__file__).resolve().parents[1] / "pbo" / "studies" / "tiny_llm.yaml"
 
-
+@pytest.mark.slow
 @pytest.mark.skipif(mpirun() is None, reason="mpirun not found")
-def test_tiny_llm_study_runs_under_mpirun_with_two_workers_and_logs_the_baseline_and_task_metrics(tmp_path):
-    study = yaml.safe_load(STUDY.read_text())
+def test_tiny_llm_study_runs_under_mpirun_with_two_workers_and_logs_the_baseline_and_task_metrics(tmp_path, tiny_study):
+    study = tiny_study
     study["budget"] = 2
     study["objective_options"].update(max_steps=10, limit=30)  # a short budget: the surface is not the point
     config = write_config(tmp_path / "study.yaml", **study)

@@ -6,7 +6,6 @@ from pbo.backends.simulated import SimulatedBackend
 from pbo.objectives import resolve_objective
 from pbo.objectives.cost import CostModel
 from pbo.optimizers import make_optimizer
-from pbo.optimizers.base import TrialState
 from pbo.scheduler import run_study
 from pbo.space import Space
 
@@ -40,12 +39,6 @@ def test_workers_run_in_parallel_on_the_virtual_clock():
     summary = simulate(4, 8, cost=CostModel("fixed", mean=5.0))
     assert summary.makespan == pytest.approx(10.0)
     assert {r.worker for r in summary.results} == {1, 2, 3, 4}
-
-
-def test_a_trial_longer_than_the_timeout_is_a_timeout_at_the_timeout():
-    summary = simulate(2, 4, cost=CostModel("fixed", mean=5.0), timeout=2.0)
-    assert all(r.status is TrialState.TIMEOUT for r in summary.results)
-    assert summary.makespan == pytest.approx(4.0)
 
 
 def test_a_thousand_workers_and_four_thousand_trials_are_fast():

@@ -5,13 +5,14 @@ import queue
 import threading
 import time
 
-from pbo.optimizers.base import TrialState
-from pbo.worker import Outcome
+from pbo.backends import Backend
+from pbo.trial import Outcome, TrialState
 
 
-class ThreadWorkers:
+class ThreadWorkers(Backend):
     """`function(params)` evaluated on a thread per task; `submitted` lists the trial ids in dispatch order."""
 
+    name = "thread"
     allows_threads = True
 
     def __init__(self, n_workers, function):

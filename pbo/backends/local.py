@@ -8,15 +8,18 @@ import time
 from typing import Any, Callable, Mapping
 
 from pbo import gpu
+from pbo.backends import Backend
 from pbo.isolation import wait_any
 from pbo.objectives import Objective
-from pbo.worker import Evaluator, Outcome, Running, Task, host
+from pbo.trial import Outcome, Task
+from pbo.worker import Evaluator, Running, host
 
 #: Longest wait between two looks at the stop flag (seconds).
 TICK = 0.1
 
 
-class LocalBackend:
+class LocalBackend(Backend):
+    name = "local"
     #: Trials are forked from this process: a child forked while the asker thread holds a lock (one of torch's)
     #: would hang on it, so the optimizer stays on the main thread.
     allows_threads = False
@@ -45,6 +48,17 @@ class LocalBackend:
                          prepare=(lambda b=b: gpu.pin(b, os.environ)), clock=self.now)
             for w, b in self.bindings.items()}
         self.running: dict[int, Running] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], objective: Objective, *, comm: Any = None,
+                      ranks_on_node: list[int] | None = None) -> "LocalBackend":
+        return cls(objective, settings["workers"], isolate=settings["isolate"], timeout=settings["timeout"],
+                   gpus_per_worker=settings["gpus_per_worker"], gpu_count=settings["gpus"],
+                   master_gpu=settings["master_gpu"])
+
+    @property
+    def start_time(self) -> float:
+        return self.t0
 
     def start(self, config: Mapping[str, Any]) -> list[str]:
         return list(self.warnings)

@@ -4,6 +4,9 @@ Protocol (paired tags): the master sends SETUP (the settings, or None to quit) t
 READY (a GPU-sharing warning, or its start-up error with rank and host); then TASK -> RESULT as long as there is work,
 and STOP to end. A worker polls for STOP while its trial runs, so an interrupted master stops busy workers.
 
+A worker rank knows nothing of the settings: `serve` hands them to the initializer it is given (as an
+`mpi4py.futures` server runs its initializer), which returns the rank's `Evaluator`.
+
 Nobody spins: MPICH's blocking receives busy-poll a core, so every receive here is an Iprobe with a sleep
 that backs off from 0.5 ms to 10 ms, which keeps an idle master's and worker's CPU near zero.
 """
@@ -17,17 +20,20 @@ from typing import Any, Callable, Mapping
 from mpi4py import MPI
 
 from pbo import gpu
-from pbo.config import Config
+from pbo.backends import Backend
 from pbo.isolation import describe, wait_any
-from pbo.optimizers.base import TrialState
-from pbo.scheduler import WorkerStartError
-from pbo.study import build_objective
-from pbo.worker import Evaluator, Outcome, Task, host
+from pbo.objectives import Objective
+from pbo.trial import Outcome, Task, TrialState, WorkerStartError
+from pbo.worker import Evaluator, host
 
 SETUP, READY, TASK, RESULT, STOP = 1, 2, 3, 4, 5
 MAX_SLEEP = 0.01
 #: How often a busy worker looks for STOP while its trial runs (seconds).
 TICK = 0.05
+
+#: Sets a worker rank up from the master's settings, its rank and a clock on the master's time: returns the
+#: rank's Evaluator and a warning for the master to print ("" for none); raises if the rank cannot serve.
+Initializer = Callable[[Mapping[str, Any], int, Callable[[], float]], tuple[Evaluator, str]]
 
 
 def receive(comm: MPI.Comm, source: int, tag: int,
@@ -43,14 +49,26 @@ def receive(comm: MPI.Comm, source: int, tag: int,
     return comm.recv(source=status.Get_source(), tag=status.Get_tag()), status
 
 
-class MPIBackend:
+class MPIBackend(Backend):
     """The master's side."""
+    name = "mpi"
     allows_threads = True
 
     def __init__(self, comm: MPI.Comm) -> None:
         self.comm = comm
         self.workers = list(range(1, comm.Get_size()))
         self.t0 = time.time()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], objective: Objective, *, comm: Any = None,
+                      ranks_on_node: list[int] | None = None) -> "MPIBackend":
+        gpu.bind(0, ranks_on_node, gpus_per_worker=settings["gpus_per_worker"], gpu_count=settings["gpus"],
+                 master_gpu=settings["master_gpu"])  # no GPU for the master unless configured
+        return cls(comm)
+
+    @property
+    def start_time(self) -> float:
+        return self.t0
 
     def now(self) -> float:
         return time.time() - self.t0
@@ -90,21 +108,18 @@ class MPIBackend:
             self.comm.send(None, dest=worker, tag=STOP)
 
 
-def serve(comm: MPI.Comm, ranks_on_node: list[int]) -> int:
-    """A worker rank's whole life: set up, run tasks until STOP. Returns its exit code."""
+def serve(comm: MPI.Comm, initializer: Initializer) -> int:
+    """A worker rank's whole life: set up through `initializer`, run tasks until STOP. Returns its exit code."""
     for sig in (signal.SIGINT, signal.SIGTERM):  # the master decides when the run ends
         signal.signal(sig, signal.SIG_IGN)
     rank = comm.Get_rank()
     setup, _ = receive(comm, 0, SETUP)
     if setup is None:
         return 0
-    config, t0 = Config(setup["config"]), setup["t0"]
+    t0 = setup["t0"]
     try:
-        binding = gpu.bind(rank, ranks_on_node, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
-                           master_gpu=config.master_gpu)
-        evaluator = Evaluator(build_objective(config), rank, isolate=config.isolate, timeout=config.timeout,
-                              device=binding.label(host()), clock=lambda: time.time() - t0)
-        comm.send({"warning": binding.warning, "error": ""}, dest=0, tag=READY)
+        evaluator, warning = initializer(setup["config"], rank, lambda: time.time() - t0)
+        comm.send({"warning": warning, "error": ""}, dest=0, tag=READY)
     except Exception as exc:  # noqa: BLE001 - reported to the master, which stops the run
         comm.send({"warning": "", "error": f"rank {rank} on {host()}: {describe(exc)}"}, dest=0, tag=READY)
         evaluator = None

@@ -11,14 +11,17 @@ import heapq
 import time
 from typing import Any, Callable, Mapping
 
+from pbo.backends import Backend
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
-from pbo.optimizers.base import TrialState
-from pbo.worker import Evaluator, Outcome, Task
+from pbo.trial import Outcome, Task, TrialState
+from pbo.worker import Evaluator
 
 
-class SimulatedBackend:
+class SimulatedBackend(Backend):
+    name = "simulated"
     allows_threads = False  # a virtual clock: a thread would make runs depend on real timing
+    virtual_clock = True
 
     def __init__(self, objective: Objective, n_workers: int, cost: CostModel, *,
                  timeout: float | None = None, master_time: bool = False) -> None:
@@ -35,8 +38,13 @@ class SimulatedBackend:
         self._events: list[tuple[float, int, Outcome]] = []
         self._seq = 0  # ties finish in submission order
 
-    def start(self, config: Mapping[str, Any]) -> list[str]:
-        return []
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], objective: Objective, *, comm: Any = None,
+                      ranks_on_node: list[int] | None = None) -> "SimulatedBackend":
+        if settings.get("cost") is None:
+            raise ValueError("simulate needs a cost model: set `cost` (e.g. {kind: lognormal, mean: 60})")
+        return cls(objective, settings["simulate"], CostModel.from_dict(settings["cost"]), timeout=settings["timeout"],
+                   master_time=settings["simulate_master_time"])
 
     def now(self) -> float:
         return self.clock + (time.perf_counter() - self._mark if self.master_time else 0.0)

@@ -1,4 +1,4 @@
-"""Objectives by name: the synthetic benchmark set, the LLM study, or a user's `module:function`.
+"""Objectives by name (`OBJECTIVES`): the synthetic benchmark set, the LLM study, or a user's `module:function`.
 
 Every rank resolves the objective itself from its name and options (plain config data), so nothing but
 parameters and metrics ever crosses MPI.
@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from pbo.objectives.synthetic import FUNCTIONS
+from pbo.objectives.synthetic import FUNCTIONS, TestFunction
 from pbo.space import Space
 
 
@@ -42,31 +42,55 @@ class Objective:
     baseline: Callable[[], Mapping[str, float]] | None = None
 
 
-def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Objective:
-    """The objective called `name`. For `module:function`, the options `key` and `minimize` describe its
-    output and every other option is passed to the callable as a keyword argument."""
-    options = dict(options or {})
-    if name in FUNCTIONS:
-        if options:
-            raise ObjectiveError(f"objective {name!r} takes no options, got {sorted(options)}")
-        fn = FUNCTIONS[name]
-        return Objective(name, fn, space=fn.space(), optimum=fn.optimum)
-    if name == "llm":
-        from pbo.objectives.llm.objective import make_objective
+def _synthetic(function: TestFunction, options: Mapping[str, Any]) -> Objective:
+    if options:
+        raise ObjectiveError(f"objective {function.name!r} takes no options, got {sorted(options)}")
+    return Objective(function.name, function, space=function.space(), optimum=function.optimum)
 
-        return make_objective(options)
+
+def _llm(options: Mapping[str, Any]) -> Objective:
+    from pbo.objectives.llm.objective import make_objective  # imports torch: only when asked for
+
+    return make_objective(options)
+
+
+#: Built-in objectives by name: each factory takes the objective's options and returns the Objective (or raises
+#: ObjectiveError). A new built-in is one entry here; anything else is a user's `module:function`.
+OBJECTIVES: dict[str, Callable[[Mapping[str, Any]], Objective]] = {
+    **{name: functools.partial(_synthetic, function) for name, function in FUNCTIONS.items()},
+    "llm": _llm,
+}
+
+
+def resolve_objective(name: str, options: Mapping[str, Any] | None = None) -> Objective:
+    """The objective called `name`: a built-in of `OBJECTIVES`, or `module:function`, for which the options
+    `key` and `minimize` describe its output and every other option is passed to the callable as a keyword
+    argument.
+
+    Example:
+        >>> objective = resolve_objective("branin")
+        >>> objective.space["x1"], round(objective.optimum, 3)
+        ({'type': 'float', 'low': 0.0, 'high': 1.0}, -0.398)
+    """
+    options = dict(options or {})
+    if name in OBJECTIVES:
+        return OBJECTIVES[name](options)
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ObjectiveError(f"objective {name!r}: cannot import module {module_name!r} ({exc})") from None
-        function = getattr(module, attr, None)
-        if not callable(function):
-            raise ObjectiveError(f"objective {name!r}: module {module_name!r} has no callable {attr!r}")
-        key, minimize = options.pop("key", "value"), bool(options.pop("minimize", False))
-        if options:  # the rest are the callable's own keyword arguments
-            function = functools.partial(function, **options)
-        return Objective(name, function, key=key, minimize=minimize)
-    known = ", ".join(sorted(FUNCTIONS))
+        return _user_objective(name, options)
+    known = ", ".join(sorted(OBJECTIVES))
     raise ObjectiveError(f"unknown objective {name!r} (built-in: {known}; or module:function)")
+
+
+def _user_objective(name: str, options: dict[str, Any]) -> Objective:
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ObjectiveError(f"objective {name!r}: cannot import module {module_name!r} ({exc})") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ObjectiveError(f"objective {name!r}: module {module_name!r} has no callable {attr!r}")
+    key, minimize = options.pop("key", "value"), bool(options.pop("minimize", False))
+    if options:  # the rest are the callable's own keyword arguments
+        function = functools.partial(function, **options)
+    return Objective(name, function, key=key, minimize=minimize)

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import enum
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -28,18 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pbo.space import Space
-
-
-class TrialState(str, enum.Enum):
-    """Where a candidate stands. Values are the `status` strings of the HDF5 log."""
-
-    PENDING = "pending"
-    OK = "ok"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-
-    def is_finished(self) -> bool:
-        return self is not TrialState.PENDING
+from pbo.trial import TrialState  # defined in the low module pbo.trial; importable from here too
 
 
 class ReplayError(RuntimeError):
