@@ -10,7 +10,7 @@ from pbo.objectives.synthetic import FUNCTIONS
 from pbo.optimizers import make_optimizer
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
-from pbo.tree import EVALUATED, FAILED, INHERITED, Tree
+from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, Tree
 
 HARTMANN3 = FUNCTIONS["hartmann3"]
 
@@ -150,6 +150,32 @@ def test_pending_centre_is_waited_for_not_proposed_again():
     opt.tell(root.id, 1.0)
     assert (middle.state, middle.value) == (INHERITED, 1.0)
     assert opt.tree.root.state == EVALUATED
+
+
+def test_without_expand_pending_only_leaves_with_a_known_value_are_split():
+    opt = SOO(unit_space(3), expand_pending=False)
+    split_states = []
+    expand = opt.tree.expand
+
+    def recording_expand(node_id, k=3):
+        split_states.append(opt.tree.nodes[node_id].state)
+        return expand(node_id, k)
+
+    opt.tree.expand = recording_expand
+    root = opt.ask()
+    assert opt.ask() is None  # nothing to split while the root's value is unknown
+    opt.tell(root.id, HARTMANN3(root.params))
+    rng, pending = np.random.default_rng(0), []
+    while len(opt.trials) < 60:
+        cand = opt.ask()
+        if cand is not None and len(pending) < 7:
+            pending.append(cand)
+            continue
+        if cand is not None:
+            pending.append(cand)
+        done = pending.pop(rng.integers(len(pending)))
+        opt.tell(done.id, HARTMANN3(done.params))
+    assert len(split_states) > 10 and PENDING not in split_states
 
 
 def failing_hartmann(params):

@@ -73,18 +73,19 @@ def confidence_bound(n: int, eta: float) -> float:
 
 
 class BaMSOO(SOO):
-    """Options: SOO's (`k`, `h_max`, `failure`), `eta` in (0, 1) (smaller: wider bounds, more evaluations),
-    `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see GPSurrogate),
-    `approximate_with` ("mean" or the paper's "lcb", see above), `surrogate` (any object with
+    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`), `eta` in (0, 1) (smaller: wider bounds,
+    more evaluations), `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see
+    GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above), `surrogate` (any object with
     update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2, kernel: str = "matern",
-                 approximate_with: str = "mean", surrogate: Surrogate | None = None) -> None:
-        super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure)
+                 expand_pending: bool = True, eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2,
+                 kernel: str = "matern", approximate_with: str = "mean", surrogate: Surrogate | None = None) -> None:
+        super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
+                         expand_pending=expand_pending)
         if not 0 < eta < 1:
             raise ValueError(f"{self.name}: eta must lie in (0, 1), got {eta!r}")
         if min_points < 2:

@@ -90,7 +90,7 @@ class GPBO(Optimizer):
     order_free_replay = True
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
-                 n_init: int | None = None, num_restarts: int = 10, raw_samples: int = 1024, maxiter: int = 200,
+                 n_init: int | None = None, num_restarts: int = 5, raw_samples: int = 1024, maxiter: int = 50,
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)

@@ -51,12 +51,15 @@ def default_h_max(n: int) -> float:
 
 class SOO(Optimizer):
     """Options: `k` children per split (odd keeps the parent's centre), `h_max` (callable of the number of
-    expansions, or a number), `failure` policy ("worst" or "never")."""
+    expansions, or a number), `failure` policy ("worst" or "never"), `expand_pending` (whether a leaf whose
+    centre is being evaluated may be split speculatively, see above; False: only leaves with a known value
+    take part in sweeps, so extra workers split other leaves instead of going deeper under pending ones)."""
 
     name = "soo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
-                 k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst") -> None:
+                 k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
+                 expand_pending: bool = True) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         if int(k) != k or k < 2:
             raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
@@ -66,6 +69,7 @@ class SOO(Optimizer):
             raise ValueError(f"{self.name}: h_max must be a non-negative number or a callable, got {h_max!r}")
         self.k = int(k)
         self.failure = failure
+        self.expand_pending = bool(expand_pending)
         self._h_max = h_max if h_max is not None else default_h_max
         self.tree = Tree(space.dim, share_edges(space))
         self.n_expansions = 0
@@ -160,7 +164,9 @@ class SOO(Optimizer):
         """The leaf to expand at `depth`: largest rank; on ties a known value first, then the oldest node."""
         best, best_key = None, None
         for node in self.tree.leaves(depth):
-            if (node.state == FAILED and self.failure == "never") or not self.tree.can_expand(node):
+            excluded = ((node.state == FAILED and self.failure == "never")
+                        or (node.state == PENDING and not self.expand_pending))
+            if excluded or not self.tree.can_expand(node):
                 continue
             key = (self._rank(node), node.state != PENDING, -node.id)
             if best_key is None or key > best_key:
