@@ -18,7 +18,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import numpy as np
 import yaml
@@ -314,3 +314,5 @@ def check_spec(spec: Spec) -> None:
             spec.build(dim=2, budget=10, seed=0)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.label}: {' '.join(str(exc).split())}") from None
+    except ImportError as exc:
+        raise SpecError(f"{spec.label}: {exc.name or exc} is not installed (pip install -e '.[bench]')") from None

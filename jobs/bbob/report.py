@@ -141,7 +141,7 @@ def plot_ecdfs(runs: Sequence[Run], path: Path, title: str = "") -> None:
     ok = [r for r in runs if r.error is None]
     dims = sorted({r.job.dim for r in ok})
     names = list(dict.fromkeys(series(r) for r in ok))
-    sets = scopes()
+    sets = {scope: ids for scope, ids in scopes().items() if any(r.job.function in ids for r in ok)}
     fig, axes = plt.subplots(max(len(dims), 1), len(sets), figsize=(3.2 * len(sets), 2.8 * max(len(dims), 1)),
                              squeeze=False, sharey=True)
     colors = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
