@@ -22,6 +22,8 @@ constant_liar=True), seeded, via study.ask/tell; ngopt (nevergrad NGOpt, told th
 (CMA-ES in [0, 1]^D, random start, sigma0 0.3, IPOP restarts when it stops before the budget). A variant
 with options is `label=name:{yaml options}`, the options going to the algorithm's constructor, e.g.
 `soo,soo_deep=soo:{h_max: 1000}` or `bo,bo_det=bo:{noise: 1.0e-6}`; a bad name or option is a one-line error.
+SOO and DIRECT ignore the seed, so sequential runs of them use seed 0 only (copies would not change the ECDF
+or the medians).
 
 Asynchronous workers (`--workers W` > 1): a simulated cluster. W trials are kept in flight, each lasting a
 lognormal time of mean 1 (`--sigma`, default 0.5; the same durations for every algorithm of a problem and
@@ -167,12 +169,17 @@ def runnable(specs: list[Spec], workers: int) -> tuple[list[Spec], list[str]]:
     return kept, notes
 
 
+def seeds_of(spec: Spec, settings: Settings) -> range:
+    """A deterministic algorithm's seeds would repeat one run, unless simulated durations vary with the seed."""
+    return range(1 if spec.algorithm.deterministic and settings.workers == 1 else settings.seeds)
+
+
 def make_jobs(settings: Settings, specs: list[Spec]) -> list[Job]:
     """Every run, in the order of the report: algorithm, dimension, function, instance, seed."""
     return [Job(f, d, i, s, spec.label, spec.name, spec.options_json(), settings.budget_factor * d,
                 settings.workers, settings.sigma)
             for spec in specs for d in settings.dims for f in settings.functions
-            for i in settings.instances for s in range(settings.seeds)]
+            for i in settings.instances for s in seeds_of(spec, settings)]
 
 
 def slowest_first(jobs: list[Job]) -> list[Job]:

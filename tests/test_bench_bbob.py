@@ -165,6 +165,16 @@ def test_bad_algorithm_arguments_are_a_one_line_error(algorithms, message, capsy
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_a_deterministic_algorithm_runs_once_per_instance_and_ignores_its_seed():
+    settings = bench_bbob.Settings(dims=[2], functions=[1], instances=[1, 2], seeds=3, budget_factor=5, workers=1,
+                                   sigma=0.5)
+    jobs = bench_bbob.make_jobs(settings, parse_specs("soo,random"))
+    assert sorted((j.label, j.instance, j.seed) for j in jobs if j.label == "soo") == [("soo", 1, 0), ("soo", 2, 0)]
+    assert len([j for j in jobs if j.label == "random"]) == 6
+    same = [run_job(Job(15, 2, 1, seed, "soo", "soo", "{}", 20)).improvements for seed in (0, 1)]
+    assert same[0] == same[1]
+
+
 def test_option_values_with_commas_stay_in_their_variant():
     specs = parse_specs("soo, deep=bamsoo:{h_max: 1000, eta: 0.01},cma")
     assert [(s.label, s.name, s.options) for s in specs] == [

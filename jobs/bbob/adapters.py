@@ -208,22 +208,25 @@ class CMAAdapter(Adapter):
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A registry entry. `cost` is a rough relative cost per evaluation, used to start the slowest jobs first."""
+    """A registry entry. `cost` is a rough relative cost per evaluation, used to start the slowest jobs first.
+    A `deterministic` algorithm ignores its seed, so a sequential benchmark runs it for one seed only (the
+    ECDF and the medians of identical copies are those of one run)."""
 
     factory: Callable[..., Adapter]
     description: str
     sequential_only: bool = False
     cost: float = 1.0
-    pbo: bool = False
+    deterministic: bool = False
 
 
 def _registry() -> dict[str, Algorithm]:
     pbo = {"soo": (1, "pbo SOO"), "bamsoo": (20, "pbo BaMSOO (SOO + GP skip rule)"), "bo": (150, "pbo GP-BO (LogEI)"),
            "lhs": (1, "pbo Latin hypercube"), "random": (1, "pbo uniform random search")}
-    entries = {name: Algorithm(partial(PboAdapter, name), text, cost=cost, pbo=True)
+    entries = {name: Algorithm(partial(PboAdapter, name), text, cost=cost, deterministic=name == "soo")
                for name, (cost, text) in pbo.items()}
     entries.update({
-        "direct": Algorithm(DirectAdapter, "scipy DIRECT-L (locally biased)", sequential_only=True),
+        "direct": Algorithm(DirectAdapter, "scipy DIRECT-L (locally biased)", sequential_only=True,
+                            deterministic=True),
         "optuna_gp": Algorithm(partial(OptunaAdapter, "gp"), "Optuna GPSampler", cost=100),
         "optuna_tpe": Algorithm(partial(OptunaAdapter, "tpe"), "Optuna TPESampler (constant liar)", cost=5),
         "ngopt": Algorithm(NevergradAdapter, "nevergrad NGOpt", cost=3),
