@@ -34,11 +34,11 @@ whole generation is back. DIRECT is sequential only and is left out (the output 
 "label W=4", and curves are in order of completion.
 
 Commands (from the repository root; add `nice -n 10` on a shared machine):
-    python jobs/bench_bbob.py --quick                                  # ~5 min on 2 cores: jobs/results/bbob_quick.json
+    python jobs/bench_bbob.py --quick                                  # ~4 min on 2 cores: jobs/results/bbob_quick.json
     python jobs/bench_bbob.py --dims 2,5 --budget-factor 50 --instances 1 --seeds 1
     python jobs/bench_bbob.py --algorithms 'soo,soo_deep=soo:{h_max: 1000}' --functions 1-5,15
     python jobs/bench_bbob.py --workers 4 --algorithms bamsoo,bo,optuna_tpe,ngopt,cma --json jobs/results/w4.json
-    python jobs/bench_bbob.py --reuse old.json --algorithms soo,bamsoo,new=bamsoo:{eta: 0.01}  # only 'new' runs
+    python jobs/bench_bbob.py --reuse old.json --algorithms 'soo,bamsoo,new=bamsoo:{eta: 0.01}'  # only new runs
     python jobs/bench_bbob.py --report jobs/results/bbob.json          # tables and PNG, nothing run
 The full default (dims 2,5,10, instances 1-3, 100 x D, all algorithms) is hours of CPU: GP methods at 1000
 evaluations in 10-D dominate it.
@@ -47,11 +47,17 @@ JSON layout: {"command": the command line, "argv", "settings": {dims, functions,
 budget_factor, workers, sigma}, "algorithms": {label: {name, options}}, "left_out": [notes], "versions":
 {python, pbo commit, numpy, scipy, torch, ioh, optuna, nevergrad, cma, ...}, "complete": false while running
 (the file is saved every minute, so an interrupted run can be resumed with --reuse), "wall_seconds",
-"summary": [one row per dim x function set x algorithm: area, solved{N: fraction}, log_regret{N: median},
-overhead], "runs": [{"job": {function, dim, instance, seed, label, algorithm, options (canonical JSON), budget,
-workers, sigma}, "evaluations", "improvements": [[evaluation, best regret], ...] each time the best regret
-fell (the full best-so-far curve, losslessly; regrets to 6 significant digits), "seconds", "overhead_ms",
-"overhead_cpu_ms", "sim_time" (asynchronous: simulated time of the last result), "max_in_flight", "error"}]}.
+"summary": [one row per dim x function set x series: dim, scope, series, runs, area, solved {N: fraction at
+N x D}, log_regret {N: median}, overhead_ms, overhead_cpu_ms], "runs": [{"job": {function, dim, instance,
+seed, label, algorithm, options (canonical JSON), budget, workers, sigma}, "evaluations", "improvements":
+[[evaluation, best regret], ...] each time the best regret fell (the whole best-so-far curve, losslessly;
+regrets to 6 significant digits), "seconds", "overhead_ms", "overhead_cpu_ms", "sim_time" (asynchronous:
+simulated time of the last result), "max_in_flight", "error" (null, or why the algorithm raised: such a run
+is left out of the tables and rerun by --reuse)}]}.
+
+Measurement notes: every process runs BLAS/OpenMP and torch on one thread (set here before numpy loads), so
+that overheads are comparable and two processes do not fight over 2 cores; nevergrad 1.0.12's metamodel
+breaks on numpy >= 2.4 and gets a one-line compatibility shim (see adapters.py).
 """
 
 from __future__ import annotations
