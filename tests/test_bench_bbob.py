@@ -175,6 +175,18 @@ def test_a_deterministic_algorithm_runs_once_per_instance_and_ignores_its_seed()
     assert same[0] == same[1]
 
 
+def test_nevergrad_metamodel_gets_size_one_arrays_as_floats_again():
+    pytest.importorskip("nevergrad")
+    from nevergrad.optimization import metamodel
+
+    from jobs.bbob.adapters import NevergradAdapter
+
+    NevergradAdapter(dim=2, budget=10, seed=0)
+    assert metamodel.float(np.array([2.5])) == 2.5 and metamodel.float(3) == 3.0
+    with pytest.raises(TypeError):
+        metamodel.float(np.array([1.0, 2.0]))
+
+
 def test_option_values_with_commas_stay_in_their_variant():
     specs = parse_specs("soo, deep=bamsoo:{h_max: 1000, eta: 0.01},cma")
     assert [(s.label, s.name, s.options) for s in specs] == [

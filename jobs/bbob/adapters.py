@@ -117,7 +117,9 @@ class OptunaAdapter(Adapter):
 
 def _scalar(value: Any) -> float:
     """float() as numpy < 2.4 had it: a size-1 array converts to its element."""
-    return value if isinstance(value, float) else np.asarray(value).item().__float__()
+    if isinstance(value, np.ndarray) and value.ndim > 0 and value.size == 1:
+        return float(value.reshape(()))
+    return float(value)
 
 
 def _patch_nevergrad_metamodel() -> None:
