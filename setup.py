@@ -22,6 +22,10 @@ EXTRAS = {
     ],
     "analysis": ["matplotlib>=3.8,<4"],
     "test": ["pytest>=8,<10"],
+    # jobs/bench_bbob.py: the BBOB suite (ioh) and the peers. greenlet lets Optuna's GPSampler optimize its
+    # acquisition in batch (without it, 5x slower); matplotlib draws the ECDF plot.
+    "bench": ["ioh==0.3.22", "optuna==5.0.0", "greenlet==3.5.6", "nevergrad==1.0.12", "cma==4.5.0",
+              "matplotlib>=3.8,<4"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
