@@ -178,18 +178,40 @@ class GPSurrogate:
         except NUMERICAL_ERRORS as exc:
             raise ModelFittingError(f"GP on {self._n} points: {exc}") from exc
 
-    def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation (each shape (m,)) at unit points u (m, d)."""
+    def predict(self, u: np.ndarray, pending: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation (each shape (m,)) at unit points u (m, d).
+
+        `pending` (p, d): points being evaluated. The model is then also conditioned on them as if each had
+        scored its predicted mean (the kriging believer): the mean does not change, the sd shrinks near them.
+        """
         if self._alpha is None:
             raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
-        xs = torch.as_tensor(np.ascontiguousarray(u, dtype=float).reshape(-1, self.dim), dtype=torch.float64)
+        xs = self._tensor(u)
         kernel = self._gp.covar_module
         with torch.no_grad(), one_thread():
             cross = kernel(xs, self._x).to_dense()  # (m, n)
             mean = self._gp.mean_module(xs) + cross @ self._alpha
             v = torch.linalg.solve_triangular(self._chol, cross.T, upper=False)
-            var = (kernel(xs, diag=True) - (v * v).sum(0)).clamp_min(0.0)
-        return (self._y_mean + self._y_std * mean.numpy(), self._y_std * np.sqrt(var.numpy()))
+            var = kernel(xs, diag=True) - (v * v).sum(0)
+            if pending is not None and len(pending):
+                var = var - self._explained_by(self._tensor(pending), xs, v)
+        return (self._y_mean + self._y_std * mean.numpy(), self._y_std * np.sqrt(var.clamp_min(0.0).numpy()))
+
+    def _explained_by(self, ps: torch.Tensor, xs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The posterior variance at xs that observing the points ps (with noise) would remove; `v` is
+        L^-1 k(X, xs) of predict()."""
+        kernel, noise = self._gp.covar_module, self._gp.likelihood.noise.reshape(())
+        vp = torch.linalg.solve_triangular(self._chol, kernel(ps, self._x).to_dense().T, upper=False)  # (n, p)
+        c_xp = kernel(xs, ps).to_dense() - v.T @ vp  # posterior covariances (m, p)
+        c_pp = kernel(ps).to_dense() - vp.T @ vp + noise * torch.eye(len(ps), dtype=torch.float64)
+        factor, info = torch.linalg.cholesky_ex(c_pp)
+        if info.item() != 0:  # pending points too close to each other: the bound stays as without them
+            return torch.zeros(len(xs), dtype=torch.float64)
+        w = torch.linalg.solve_triangular(factor, c_xp.T, upper=False)
+        return (w * w).sum(0)
+
+    def _tensor(self, u: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(u, dtype=float).reshape(-1, self.dim), dtype=torch.float64)
 
     def prior(self) -> tuple[float, float]:
         """Mean and standard deviation of the fitted prior (constant mean, stationary kernel) in score units:

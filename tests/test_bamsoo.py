@@ -24,11 +24,13 @@ class StubGP:
     def __init__(self, mean=0.0, sd=1.0, fail=False, prior_sd=math.inf, loo_miss=0.0):
         self.mean, self.sd, self.fail, self.prior_sd, self.loo_miss = mean, sd, fail, prior_sd, loo_miss
         self.updates = []
+        self.pending_seen = []
 
     def update(self, u, y):
         self.updates.append((np.array(u), np.array(y)))
 
-    def predict(self, u):
+    def predict(self, u, pending=None):
+        self.pending_seen.append(None if pending is None else np.array(pending))
         if self.fail:
             raise ModelFittingError("stub cannot fit")
         mean = [self.mean(p) for p in u] if callable(self.mean) else np.full(len(u), self.mean)
@@ -177,6 +179,20 @@ def test_eight_outstanding_asks_never_repeat_a_point():
     assert len({tuple(np.round(c.u, 12)) for c in asked}) == 60
 
 
+@pytest.mark.parametrize("mode", ["ignore", "believer"])
+def test_believer_mode_conditions_the_rule_on_the_points_being_evaluated(mode):
+    stub = StubGP(mean=1.0, sd=10.0)
+    opt = BaMSOO(unit_space(2), surrogate=stub, pending=mode)
+    three_real_values(opt)
+    first = opt.ask()  # decided with nothing pending
+    opt.ask()  # decided while `first` is pending
+    assert stub.pending_seen[0] is None
+    if mode == "believer":
+        assert stub.pending_seen[-1].tolist() == [first.u.tolist()]
+    else:
+        assert stub.pending_seen[-1] is None
+
+
 def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
     f = FUNCTIONS["branin"]
     space = Space.from_dict(f.space())
@@ -200,7 +216,8 @@ def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
 
 
 @pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points"),
-                                              ({"approximate_with": "ucb"}, "approximate_with")])
+                                              ({"approximate_with": "ucb"}, "approximate_with"),
+                                              ({"pending": "hope"}, "pending must be one of ignore, believer")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("bamsoo", unit_space(1), **options)

@@ -178,3 +178,16 @@ def test_leave_one_out_is_the_prediction_from_the_other_points():
     noise = float(gp._gp.likelihood.noise) * gp._y_std ** 2  # the prediction is of an observation
     assert residuals[i] == pytest.approx(y[i] - mean[0], rel=1e-6)
     assert sds[i] == pytest.approx(np.sqrt(sd[0] ** 2 + noise), rel=1e-6)
+
+
+def test_pending_points_shrink_the_sd_near_them_and_keep_the_mean():
+    u, y = data(20)
+    gp = GPSurrogate(dim=2)
+    gp.update(u, y)
+    near, far = np.array([[0.31, 0.3]]), np.array([[0.9, 0.05]])
+    pending = np.array([[0.3, 0.3]])
+    (mean_near, sd_near), (mean_near_p, sd_near_p) = gp.predict(near), gp.predict(near, pending=pending)
+    (_, sd_far), (_, sd_far_p) = gp.predict(far), gp.predict(far, pending=pending)
+    assert np.allclose(mean_near, mean_near_p)
+    assert sd_near_p[0] < 0.5 * sd_near[0]
+    assert sd_far_p[0] > 0.9 * sd_far[0]

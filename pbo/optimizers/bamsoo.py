@@ -26,7 +26,11 @@ BaMSOO stopped at a local peak, simple regret 6.5 after 500 evaluations; with th
 Fewer than `min_points` real values, or a GP that cannot be fitted: the child is evaluated (SOO's step).
 So is a child that comes after MAX_APPROXIMATIONS approximations in a row (a GP sure that nothing beats f+
 would otherwise grow the tree forever without evaluating anything).
-Parallel asks: a child sent for evaluation competes in sweeps, while pending, with its GP mean.
+Parallel asks: a child sent for evaluation competes in sweeps, while pending, with its GP mean. With
+`pending="believer"` the evaluate/approximate rule also conditions the GP on the points being evaluated as if
+each had scored its predicted mean (the kriging believer, as GP-BO does): the mean is unchanged, the sd
+shrinks near them, so a child next to a pending point is evaluated only if its mean alone makes it promising,
+and extra workers spread out instead of crowding one region.
 
 Example:
     >>> from pbo.space import Space
@@ -53,6 +57,7 @@ from pbo.tree import APPROXIMATED, Node
 
 MAX_APPROXIMATIONS = 1000
 APPROXIMATIONS = ("mean", "lcb")
+PENDING_MODES = ("ignore", "believer")
 
 
 class Surrogate(Protocol):
@@ -60,7 +65,7 @@ class Surrogate(Protocol):
 
     def update(self, u: np.ndarray, y: np.ndarray) -> None: ...
 
-    def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def predict(self, u: np.ndarray, pending: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def prior(self) -> tuple[float, float]: ...
 
@@ -75,7 +80,8 @@ def confidence_bound(n: int, eta: float) -> float:
 class BaMSOO(SOO):
     """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`), `eta` in (0, 1) (smaller: wider bounds,
     more evaluations), `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see
-    GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above), `surrogate` (any object with
+    GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above), `pending` ("ignore" or
+    "believer", see above), `surrogate` (any object with
     update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
@@ -83,7 +89,8 @@ class BaMSOO(SOO):
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
                  expand_pending: bool = True, eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2,
-                 kernel: str = "matern", approximate_with: str = "mean", surrogate: Surrogate | None = None) -> None:
+                 kernel: str = "matern", approximate_with: str = "mean", pending: str = "ignore",
+                 surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
                          expand_pending=expand_pending)
         if not 0 < eta < 1:
@@ -93,7 +100,10 @@ class BaMSOO(SOO):
         if approximate_with not in APPROXIMATIONS:
             raise ValueError(f"{self.name}: approximate_with must be one of {', '.join(APPROXIMATIONS)}, "
                              f"got {approximate_with!r}")
+        if pending not in PENDING_MODES:
+            raise ValueError(f"{self.name}: pending must be one of {', '.join(PENDING_MODES)}, got {pending!r}")
         self.approximate_with = approximate_with
+        self.pending_mode = pending
         self.eta = float(eta)
         self.min_points = int(min_points)
         self.surrogate = surrogate if surrogate is not None else GPSurrogate(
@@ -131,8 +141,12 @@ class BaMSOO(SOO):
         """The node's approximated value when mean + B_N sd < f+ at its centre; None when it must be evaluated."""
         if len(self._real_y) < self.min_points or not self._surrogate_ready():
             return None
+        pending = None
+        if self.pending_mode == "believer" and self.pending():
+            pending = np.array([c.u for c in self.pending()])
         try:
-            mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :]))
+            mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :],
+                                                                      pending=pending))
         except ModelFittingError:
             return None
         sd *= self.sd_scale
