@@ -213,6 +213,14 @@ class GPSurrogate:
     def _tensor(self, u: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(u, dtype=float).reshape(-1, self.dim), dtype=torch.float64)
 
+    def lengthscales(self) -> np.ndarray:
+        """The fitted kernel's lengthscale per input (shape (d,), unit-cube widths): short where the function
+        varies fast."""
+        if self._alpha is None:
+            raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
+        kernel = getattr(self._gp.covar_module, "base_kernel", self._gp.covar_module)
+        return kernel.lengthscale.detach().reshape(-1).numpy().copy()
+
     def prior(self) -> tuple[float, float]:
         """Mean and standard deviation of the fitted prior (constant mean, stationary kernel) in score units:
         what the model predicts far from all data."""

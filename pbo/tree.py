@@ -1,8 +1,9 @@
 """The partition tree shared by SOO and BaMSOO, as plain data.
 
 Each node is a box of the unit cube [0, 1]^d with the point at its centre. Expanding a node splits its box
-into K equal parts along its widest side (ties: lowest index); with odd K the middle child keeps the
-parent's centre, so it inherits the parent's value when that value is real (evaluated or inherited).
+into K equal parts along its widest side (ties: the `tie_break` callable chooses, by default the lowest
+index); with odd K the middle child keeps the parent's centre, so it inherits the parent's value when that
+value is real (evaluated or inherited).
 
 Integer and categorical sides are cut only at the edges of their values' shares of [0, 1] (as equal as
 the values allow; fewer than K children when the box holds fewer than K values), so every child holds at
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -61,7 +62,8 @@ class Tree:
     (see `share_edges`).
     """
 
-    def __init__(self, dim: int, edges: Sequence[np.ndarray | None] | None = None) -> None:
+    def __init__(self, dim: int, edges: Sequence[np.ndarray | None] | None = None,
+                 tie_break: Callable[[Node, list[int]], int] | None = None) -> None:
         self.dim = int(dim)
         self.edges = list(edges) if edges is not None else [None] * self.dim
         if len(self.edges) != self.dim:
@@ -69,7 +71,9 @@ class Tree:
         lower, upper = np.zeros(self.dim), np.ones(self.dim)
         self.nodes: list[Node] = [Node(0, -1, 0, lower, upper, (lower + upper) / 2)]
         self._leaves: dict[int, dict[int, None]] = {0: {0: None}}  # depth -> leaf ids (ordered set)
-        self._sides: dict[int, int | None] = {}  # node id -> side to split (see split_side)
+        self.tie_break = tie_break
+        self._sides: dict[int, int | None] = {}  # node id -> side split (see split_side), fixed at expansion
+        self._can_split: dict[int, bool] = {}  # node id -> whether some side is splittable
         self._boxes = {key: np.empty((0, self.dim)) for key in ("lower", "upper", "center")}  # see table()
 
     @property
@@ -84,18 +88,24 @@ class Tree:
         return (self.nodes[i] for i in self._leaves.get(depth, ()))
 
     def split_side(self, node: Node) -> int | None:
-        """The side to split: the widest splittable one, lowest index on ties; None if none is."""
-        if node.id not in self._sides:
-            widths = node.upper - node.lower
-            best = None
-            for side in range(self.dim):
-                if self._splittable(node, side) and (best is None or widths[side] > widths[best]):
-                    best = side
-            self._sides[node.id] = best
-        return self._sides[node.id]
+        """The side to split: the widest splittable one; among equally wide ones, `tie_break`'s choice (the
+        lowest index without one); None if no side is splittable. Decided when the node is split."""
+        if node.id in self._sides:
+            return self._sides[node.id]
+        widths = node.upper - node.lower
+        sides = [side for side in range(self.dim) if self._splittable(node, side)]
+        if not sides:
+            return None
+        widest = max(widths[side] for side in sides)
+        tied = [side for side in sides if widths[side] >= widest * (1 - 1e-9)]  # equal up to rounding
+        return tied[0] if len(tied) == 1 or self.tie_break is None else self.tie_break(node, tied)
 
     def can_expand(self, node: Node) -> bool:
-        return not node.expanded and self.split_side(node) is not None
+        if node.expanded:
+            return False
+        if node.id not in self._can_split:
+            self._can_split[node.id] = any(self._splittable(node, side) for side in range(self.dim))
+        return self._can_split[node.id]
 
     def _splittable(self, node: Node, side: int) -> bool:
         """A continuous side wider than MIN_WIDTH, or a discrete side that holds two values or more."""
@@ -122,6 +132,7 @@ class Tree:
         side = self.split_side(node)
         if side is None:
             raise ValueError(f"node {node_id} cannot be split further")
+        self._sides[node.id] = side
         cuts = self._cuts(node, side, k)
         n = len(cuts) - 1
         children = []

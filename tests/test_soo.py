@@ -33,7 +33,7 @@ def reference_soo(f, dim, n_evals, k=3):
             if leaves:
                 best = max(leaves, key=lambda n: n["v"])  # first of the ties = oldest
                 if best["v"] >= v_max:
-                    side = int(np.argmax(best["hi"] - best["lo"]))
+                    side = int(np.argmax(np.round(best["hi"] - best["lo"], 12)))  # first of the widest
                     cuts = np.linspace(best["lo"][side], best["hi"][side], k + 1)
                     for i in range(k):
                         lo, hi = best["lo"].copy(), best["hi"].copy()
@@ -260,3 +260,18 @@ def test_branin_sanity(capsys):
     with capsys.disabled():
         print(f"\nSOO branin regret after 200 evaluations: {f.optimum - opt.best().value:.2e}")
     assert f.optimum - opt.best().value < 1e-2
+
+
+@pytest.mark.parametrize("tie_break, side", [("index", 0), ("variation", 1)])
+def test_equally_wide_sides_split_by_index_or_by_the_variation_seen_along_them(tie_break, side):
+    opt = SOO(unit_space(2), tie_break=tie_break)
+    for _ in range(40):
+        cand = opt.ask()
+        opt.tell(cand.id, -(cand.params["x2"] - 0.3) ** 2)  # varies along x2 only
+    squares = [n for n in opt.tree.nodes[1:] if n.expanded and np.isclose(*(n.upper - n.lower))]
+    assert squares and {opt.tree.split_side(n) for n in squares} == {side}
+
+
+def test_bad_tie_break_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="tie_break must be one of index, variation"):
+        SOO(unit_space(2), tie_break="random")

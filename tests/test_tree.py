@@ -120,3 +120,17 @@ def test_table_follows_the_tree_as_it_grows():
     assert len(table["node_id"]) == 7 and table["expanded"][3] and table["value"][3] == 4.0
     for key in ("lower", "upper", "center"):
         assert np.array_equal(table[key], np.array([getattr(n, key) for n in tree.nodes]))
+
+
+def test_tie_break_chooses_among_equally_wide_sides_only():
+    offered = []
+
+    def last(node, sides):
+        offered.append(sides)
+        return sides[-1]
+
+    tree = Tree(dim=3, tie_break=last)
+    tree.set_value(0, 0.0, "evaluated")
+    assert tree.split_side(tree.root) == 2 and offered == [[0, 1, 2]]
+    left = tree.expand(0, k=3)[0]
+    assert tree.split_side(left) == 1 and offered[-1] == [0, 1]

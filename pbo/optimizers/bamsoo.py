@@ -156,6 +156,15 @@ class BaMSOO(SOO):
             return None
         return mean if self.approximate_with == "mean" else mean - bound * sd
 
+    def _side_scores(self) -> np.ndarray:
+        """With a fitted GP, how fast it says the function varies along each side: 1 / its lengthscale."""
+        if len(self._real_y) >= self.min_points and self._surrogate_ready() and hasattr(self.surrogate, "lengthscales"):
+            try:
+                return 1.0 / self.surrogate.lengthscales()
+            except ModelFittingError:
+                pass
+        return super()._side_scores()
+
     def _placeholder(self, node: Node) -> float:
         estimate = self._estimates.get(node.id)
         return super()._placeholder(node) if estimate is None else estimate

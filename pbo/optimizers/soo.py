@@ -37,9 +37,10 @@ import numpy as np
 
 from pbo.optimizers.base import Candidate, Optimizer, Proposal, Trial, TrialState
 from pbo.space import Space
-from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, Node, Tree, share_edges
+from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, REAL, Node, Tree, share_edges
 
 FAILURE_POLICIES = ("worst", "never")
+TIE_BREAKS = ("index", "variation")
 #: Upper bound on sweep steps in one ask without finding a point to evaluate (BaMSOO may approximate many
 #: children in a row); reaching it returns None rather than spinning.
 MAX_STEPS_PER_ASK = 100_000
@@ -53,25 +54,32 @@ class SOO(Optimizer):
     """Options: `k` children per split (odd keeps the parent's centre), `h_max` (callable of the number of
     expansions, or a number), `failure` policy ("worst" or "never"), `expand_pending` (whether a leaf whose
     centre is being evaluated may be split speculatively, see above; False: only leaves with a known value
-    take part in sweeps, so extra workers split other leaves instead of going deeper under pending ones)."""
+    take part in sweeps, so extra workers split other leaves instead of going deeper under pending ones),
+    `tie_break` (which of equally wide sides to split: "index", the lowest, so results depend on the order
+    in which the space lists its variables; "variation", the side along which the function was seen to vary
+    most per unit width, sides not yet seen first: see `_side_scores`)."""
 
     name = "soo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 expand_pending: bool = True) -> None:
+                 expand_pending: bool = True, tie_break: str = "index") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         if int(k) != k or k < 2:
             raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
         if failure not in FAILURE_POLICIES:
             raise ValueError(f"{self.name}: failure must be one of {', '.join(FAILURE_POLICIES)}, got {failure!r}")
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"{self.name}: tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
         if h_max is not None and not callable(h_max) and not (isinstance(h_max, (int, float)) and h_max >= 0):
             raise ValueError(f"{self.name}: h_max must be a non-negative number or a callable, got {h_max!r}")
         self.k = int(k)
         self.failure = failure
         self.expand_pending = bool(expand_pending)
         self._h_max = h_max if h_max is not None else default_h_max
-        self.tree = Tree(space.dim, share_edges(space))
+        self.tree = Tree(space.dim, share_edges(space), None if tie_break == "index" else self._most_varied)
+        self._variation: list[list[float]] = [[] for _ in range(space.dim)]  # per side, see _record_variation
+        self._varied: set[int] = set()  # parents whose children's variation is recorded
         self.n_expansions = 0
         self._queue: deque[int] = deque([0])  # nodes created but not yet resolved (evaluated or valued)
         self._waiters: dict[int, list[int]] = {}  # trial id -> nodes whose value that trial gives
@@ -111,6 +119,7 @@ class SOO(Optimizer):
     def _tell(self, trial: Trial) -> None:
         for i, node_id in enumerate(self._waiters.pop(trial.candidate.id)):
             self.tree.set_value(node_id, trial.score, EVALUATED if i == 0 else INHERITED)
+            self._record_variation(self.tree.nodes[node_id])
 
     def _tell_failure(self, trial: Trial) -> None:
         for node_id in self._waiters.pop(trial.candidate.id):
@@ -172,6 +181,29 @@ class SOO(Optimizer):
             if best_key is None or key > best_key:
                 best, best_key = node, key
         return best
+
+    def _record_variation(self, node: Node) -> None:
+        """Once every child of the node's parent has a real value: how much they differ per unit width of the
+        side the parent was split along."""
+        if node.parent < 0 or node.parent in self._varied:
+            return
+        parent = self.tree.nodes[node.parent]
+        if any(self.tree.nodes[c].state not in REAL for c in parent.children):
+            return
+        self._varied.add(parent.id)
+        values = [self.tree.nodes[c].value for c in parent.children]
+        side = self.tree.split_side(parent)
+        self._variation[side].append((max(values) - min(values)) / (parent.upper[side] - parent.lower[side]))
+
+    def _side_scores(self) -> np.ndarray:
+        """Per side, how much the function varies along it (larger: split first among equally wide sides);
+        +inf for a side never measured, so that each is measured once. SOO: the mean of the recorded
+        variations."""
+        return np.array([np.mean(v) if v else math.inf for v in self._variation])
+
+    def _most_varied(self, node: Node, sides: list[int]) -> int:
+        scores = self._side_scores()
+        return max(sides, key=lambda side: (scores[side], -side))
 
     def _rank(self, node: Node) -> float:
         if node.state == FAILED:
