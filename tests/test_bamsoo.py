@@ -231,3 +231,12 @@ def test_branin_sanity(capsys):
     with capsys.disabled():
         print(f"\nBaMSOO branin regret after 200 evaluations: {regret:.2e} ({opt.n_approximated} approximated)")
     assert regret < 1e-3
+
+
+def test_variation_tie_break_splits_first_the_side_of_the_gps_shortest_lengthscale():
+    opt = BaMSOO(unit_space(2), tie_break="variation")
+    for _ in range(30):
+        cand = opt.ask()
+        opt.tell(cand.id, -(cand.params["x2"] - 0.3) ** 2)  # varies along x2 only
+    squares = [n for n in opt.tree.nodes[1:] if n.expanded and np.isclose(*(n.upper - n.lower))]
+    assert squares and {opt.tree.split_side(n) for n in squares} == {1}

@@ -78,7 +78,7 @@ def confidence_bound(n: int, eta: float) -> float:
 
 
 class BaMSOO(SOO):
-    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`), `eta` in (0, 1) (smaller: wider bounds,
+    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`), `eta` in (0, 1) (smaller: wider bounds,
     more evaluations), `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see
     GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above), `pending` ("ignore" or
     "believer", see above), `surrogate` (any object with
@@ -88,11 +88,11 @@ class BaMSOO(SOO):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 expand_pending: bool = True, eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2,
-                 kernel: str = "matern", approximate_with: str = "mean", pending: str = "ignore",
-                 surrogate: Surrogate | None = None) -> None:
+                 expand_pending: bool = True, tie_break: str = "index", eta: float = 0.05, min_points: int = 3,
+                 refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
+                 pending: str = "ignore", surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
-                         expand_pending=expand_pending)
+                         expand_pending=expand_pending, tie_break=tie_break)
         if not 0 < eta < 1:
             raise ValueError(f"{self.name}: eta must lie in (0, 1), got {eta!r}")
         if min_points < 2:
