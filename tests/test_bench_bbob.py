@@ -21,6 +21,15 @@ from jobs.bbob.report import ecdf, ecdf_area, median_log_regret  # noqa: E402
 from jobs.bbob.suite import Job, Problem, Recorder, Run, run_async, run_job  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """In-process runs set torch to one thread, as the pool's workers do; the rest of the suite keeps its own."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_args(tmp_path, algorithms, *extra):
     """2 functions in 2-D, 10 evaluations each, in this process, no plot unless `extra` asks for one."""
     plot = ["--png", str(tmp_path / "b.png")] if "--png" in extra else ["--no-png"]
