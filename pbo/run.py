@@ -222,6 +222,10 @@ def _report(summary: RunSummary, optimizer: Optimizer, virtual_clock: bool, wall
         trial = optimizer.best()
         print(f"pbo: best value {trial.value:.6g} at trial {trial.candidate.id}: {trial.candidate.params}",
               flush=True)
+    recommended, best = optimizer.recommend(), optimizer.best()
+    if recommended is not None and recommended is not best:
+        print(f"pbo: recommended trial {recommended.candidate.id} (best modelled value; its value "
+              f"{recommended.value:.6g}): {recommended.candidate.params}", flush=True)
 
 
 if __name__ == "__main__":

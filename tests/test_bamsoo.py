@@ -240,3 +240,9 @@ def test_variation_tie_break_splits_first_the_side_of_the_gps_shortest_lengthsca
         opt.tell(cand.id, -(cand.params["x2"] - 0.3) ** 2)  # varies along x2 only
     squares = [n for n in opt.tree.nodes[1:] if n.expanded and np.isclose(*(n.upper - n.lower))]
     assert squares and {opt.tree.split_side(n) for n in squares} == {1}
+
+
+def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
+    opt = BaMSOO(unit_space(2))
+    run_sequential(opt, lambda p: -((p["x1"] - 0.3) ** 2 + (p["x2"] - 0.6) ** 2), 25)
+    assert opt.recommend() is opt.best()

@@ -138,3 +138,24 @@ def test_each_fit_starts_from_the_previous_fits_hyperparameters(monkeypatch):
     run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 7)
     assert len(starts) == 3
     assert all(start.equal(previous) for start, previous in zip(starts[1:], fitted))
+
+
+def truth(cand):
+    return -10 * (cand.params["x"] - 0.3) ** 2
+
+
+def test_recommendations_on_a_noisy_objective_are_truly_better_than_the_luckiest_draws():
+    raw, recommended = [], []
+    for noise_seed in range(8):
+        opt = make_optimizer("bo", LINE, seed=0, n_init=30, **FAST)
+        rng = np.random.default_rng(noise_seed)
+        for cand in [opt.ask() for _ in range(30)]:
+            opt.tell(cand.id, truth(cand) + 0.2 * rng.standard_normal())
+        raw.append(truth(opt.best().candidate))
+        recommended.append(truth(opt.recommend().candidate))
+    assert np.mean(recommended) > np.mean(raw) and min(recommended) > min(raw)
+
+
+def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
+    opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 10)
+    assert opt.recommend() is opt.best()

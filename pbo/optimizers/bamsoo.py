@@ -127,6 +127,18 @@ class BaMSOO(SOO):
         self._real_bound.append(confidence_bound(max(trial.candidate.meta["node"], 1), self.eta))
         self._stale = True
 
+    def recommend(self) -> Trial | None:
+        """The successful trial with the best GP mean at its point (the raw best without a GP): robust to one
+        lucky draw of a noisy objective, the same as best() on a deterministic one."""
+        u, _ = self.completed()
+        if len(self._real_y) < self.min_points or not self._surrogate_ready():
+            return self.best()
+        try:
+            mean, _ = self.surrogate.predict(u)
+        except ModelFittingError:
+            return self.best()
+        return self.successes()[int(np.argmax(mean))]
+
     def _should_evaluate(self, node: Node) -> bool:
         lower = None if self._streak >= MAX_APPROXIMATIONS else self._lower_bound_if_hopeless(node)
         if lower is None:

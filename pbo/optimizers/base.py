@@ -133,17 +133,26 @@ class Optimizer:
 
     def best(self) -> Trial | None:
         """The best finished trial so far (in the user's sign), or None before the first success."""
-        done = [t for t in self.trials.values() if t.state is TrialState.OK]
+        done = self.successes()
         return max(done, key=lambda t: t.score) if done else None
+
+    def recommend(self) -> Trial | None:
+        """The finished trial to recommend. On a noisy objective the best raw value is often a lucky draw;
+        model-based optimizers override this with the trial whose modelled value is best. Default: best()."""
+        return self.best()
 
     # ---- views for subclasses and drivers ----------------------------------------------------------------
 
     def pending(self) -> list[Candidate]:
         return [t.candidate for t in self.trials.values() if t.state is TrialState.PENDING]
 
+    def successes(self) -> list[Trial]:
+        """The successful trials, in the order they were asked (the rows of `completed()`)."""
+        return [t for t in self.trials.values() if t.state is TrialState.OK]
+
     def completed(self) -> tuple[np.ndarray, np.ndarray]:
         """Unit points (n, d) and scores (n,) of successful trials, in the order they were asked."""
-        done = [t for t in self.trials.values() if t.state is TrialState.OK]
+        done = self.successes()
         u = np.array([t.candidate.u for t in done]).reshape(len(done), self.space.dim)
         return u, np.array([t.score for t in done], dtype=float)
 

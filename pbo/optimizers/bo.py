@@ -146,6 +146,21 @@ class GPBO(Optimizer):
     def _tell(self, trial: Trial) -> None:
         self._told.append(trial.candidate.id)
 
+    def recommend(self) -> Trial | None:
+        """The successful trial with the best posterior mean at its point (the raw best when no GP can be
+        fitted): robust to one lucky draw of a noisy objective, the same as best() on a deterministic one."""
+        x, y = self.completed()
+        if len(y) <= MIN_GP_POINTS:
+            return self.best()
+        try:
+            with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
+                model = self._conditioned(x, y, self._hyperparameters(len(y)))
+                with torch.no_grad():
+                    mean = model.posterior(torch.as_tensor(x)).mean.reshape(-1).numpy()
+        except ModelFittingError:
+            return self.best()
+        return self.successes()[int(np.argmax(mean))]
+
     def state_dict(self) -> dict[str, Any]:
         """The history, and the latest hyperparameters: the next fit starts from them."""
         state = super().state_dict()
