@@ -87,10 +87,10 @@ class BaMSOO(SOO):
     name = "bamsoo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
-                 k: int = 3, h_max: Callable[[int], float] | float | None = None, failure: str = "worst",
-                 expand_pending: bool = True, tie_break: str = "index", eta: float = 0.05, min_points: int = 3,
+                 k: int = 3, h_max: Callable[[int], float] | float | str = "none", failure: str = "worst",
+                 expand_pending: bool = False, tie_break: str = "index", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
-                 pending: str = "ignore", surrogate: Surrogate | None = None) -> None:
+                 pending: str = "believer", surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
                          expand_pending=expand_pending, tie_break=tie_break)
         if not 0 < eta < 1:

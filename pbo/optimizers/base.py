@@ -84,6 +84,7 @@ class Optimizer:
         self._by_key: dict[bytes, int] = {}
         self._events: list[dict[str, Any]] = []
         self._next_id = self.first_id
+        self._n_pending = 0
         #: During `load_state_dict`, the recorded unit point of the ask being replayed; hooks whose proposals
         #: are expensive (acquisition optimization) may return it instead of recomputing.
         self._replay_u: np.ndarray | None = None
@@ -103,6 +104,7 @@ class Optimizer:
         cand = Candidate(self._next_id, u, self.space.from_unit(u), dict(proposal.meta))
         self._next_id += 1
         self.trials[cand.id] = Trial(cand)
+        self._n_pending += 1
         self._by_key[self._key(u)] = cand.id
         self._events.append({"op": "ask", "id": cand.id, "u": u.tolist()})
         return cand
@@ -118,6 +120,7 @@ class Optimizer:
         trial.value = float(value)
         trial.score = -trial.value if self.minimize else trial.value
         trial.state = TrialState.OK
+        self._n_pending -= 1
         self._events.append({"op": "tell", "id": candidate_id, "value": trial.value})
         self._tell(trial)
 
@@ -128,6 +131,7 @@ class Optimizer:
             raise ValueError(f"tell_failure takes a failed or timeout state, got {state.value}")
         trial = self._pending_trial(candidate_id)
         trial.state, trial.reason = state, str(reason)
+        self._n_pending -= 1
         self._events.append({"op": "fail", "id": candidate_id, "state": state.value, "reason": trial.reason})
         self._tell_failure(trial)
 
@@ -155,6 +159,11 @@ class Optimizer:
         done = self.successes()
         u = np.array([t.candidate.u for t in done]).reshape(len(done), self.space.dim)
         return u, np.array([t.score for t in done], dtype=float)
+
+    @property
+    def n_pending(self) -> int:
+        """How many asked candidates have no result yet."""
+        return self._n_pending
 
     @property
     def n_told(self) -> int:
