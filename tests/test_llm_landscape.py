@@ -1,7 +1,10 @@
 """The `llm_landscape` objective: the LLM case's properties, its noise, its resolution by name and the CLI."""
 
+import json
 import math
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from pbo.objectives.landscape import SPACE, LLMLandscape
 from pbo.space import Space
 from pbo_process import run_pbo
 
+ROOT = Path(__file__).resolve().parents[1]
 LAND = LLMLandscape()
 BEST = LAND.best_point
 
@@ -127,3 +131,49 @@ def test_the_cli_runs_a_few_trials_and_logs_acc_with_its_stderr(tmp_path):
     assert logged.n_trials == 6 and list(logged.trials["trial_id"]) == [0, 1, 2, 3, 4, 5]  # baseline first
     assert logged.key == "acc" and logged.optimum == 0.479
     assert np.all((logged.trials["acc_stderr"] > 0.004) & (logged.trials["acc_stderr"] < 0.006))
+
+
+# ---- jobs/bench_llm_landscape.py -------------------------------------------------------------------------
+
+def bench():
+    pytest.importorskip("optuna")
+    sys.path.insert(0, str(ROOT))
+    from jobs import bench_llm_landscape
+
+    return bench_llm_landscape
+
+
+def test_run_metrics_separate_the_best_true_value_from_a_lucky_draw():
+    b = bench()
+    run = b.Run(b.RunKey("x", "random", "{}", 0, 1, "default"), true=[0.25, 0.476, 0.479], observed=[0.3, 0.49, 0.47],
+                regions="ctt", digest="", seconds=0.0)
+    metrics = b.run_metrics(run, optimum=0.479, stderr=0.005)
+    assert metrics == {"best": 0.479, "reported": 0.476, "collapsed": 1, "dead": 0, "hit": 2.0}
+
+
+def test_the_benchmark_runs_a_tiny_configuration_and_writes_its_json(tmp_path, capsys):
+    b, out = bench(), tmp_path / "land.json"
+    assert b.main(["--algorithms", "soo,random,direct,tpe=optuna_tpe:{n_startup_trials: 4}", "--seeds", "1",
+                   "--budget", "8", "--workers", "1,2", "--orders", "default,reversed", "--jobs", "1",
+                   "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["command"].startswith("python jobs/bench_llm_landscape.py --algorithms")
+    assert len(data["runs"]) == (4 + 3) * 2 and data["left_out"] == ["direct: sequential only, left out at W=2"]
+    assert all(r["error"] is None and len(r["true"]) == len(r["regions"]) == 8 for r in data["runs"])
+    soo = [r for r in data["runs"] if r["key"]["label"] == "soo" and r["key"]["workers"] == 1]
+    assert soo[0]["digest"] != soo[1]["digest"]  # SOO splits the lowest index first: the order changes its points
+    text = capsys.readouterr().out
+    assert "| tpe | 2 |" in text and "same points" in text
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--orders", "default,sideways"], "order 'sideways' is neither default, lr_first, reversed"),
+    (["--orders", "learning_rate/lora_rank"], "nor a '/'-separated permutation"),
+    (["--algorithms", "ngopt"], "ngopt: ngopt is not run on the landscape"),
+    (["--algorithms", "s=soo:{hmax: 3}"], "s: algorithm 'soo' has no option(s) ['hmax']"),
+    (["--workers", "0"], "expected integers >= 1"),
+])
+def test_bad_benchmark_arguments_are_a_one_line_error(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench().parse_args(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
