@@ -185,7 +185,8 @@ class Recorder:
         self.true.append(round(self.land.true_value(value.params), 6))
         self.observed.append(float(value))
         self.regions.append(REGION_LETTER[self.land.region(value.params)])
-        self.points.append(tuple(float(value.params[n]) for n in NAMES))
+        # 9 significant digits: the same cube point reached through another order may differ in the last bits
+        self.points.append(tuple(float(f"{float(value.params[n]):.9g}") for n in NAMES))
 
     def __call__(self, params: dict[str, Any]) -> float:
         """Evaluate and record at once (DIRECT's callback); past the budget, stop it."""
