@@ -10,8 +10,10 @@ seed and the point) for `--budget` trials. Seed s seeds both the algorithm and t
   - collapsed: trials closer to chance than to the base model; dead: trials within 0.001 of the base model;
   - hit: the first trial (in completion order) whose true accuracy is within one stderr of the optimum.
 Tables give medians over seeds (hit: "-" when at least half the seeds never got there; `seeds` says how many
-did). The order table repeats best and collapsed for each order and counts the seeds whose run evaluated
-exactly the same points in every order (an order-free algorithm gets the same noise there, so it must).
+did). The order table repeats best and collapsed for each order and gives how many of its points a run shares
+with the first order's run of the same seed (an order-free algorithm gets the same noise there, so it shares
+all of them; DIRECT shares all but the last, where the budget cuts an iteration whose points it visits in
+index order).
 
 Algorithms (`--algorithms`, as `jobs/bench_bbob.py` takes them: `name` or `label=name:{yaml options}`): pbo's
 soo, bamsoo, bo, lhs, random through `make_optimizer(name, Space.from_dict(space), seed=s, budget=...)` on the
@@ -38,7 +40,7 @@ JSON layout: {"command", "argv", "settings", "algorithms": {label: {name, option
 "optimum", "stderr", "wall_seconds", "summary": [rows of the main table, one per label x W x order],
 "orders": [rows of the order table], "runs": [{"key": {label, algorithm, options, seed, workers, order},
 "true", "observed" (per trial, completion order), "regions" (one letter per trial: c collapsed, d dead,
-t trained), "digest" (of the sorted evaluated points), "seconds", "error"}]}.
+t trained), "point_ids" (a short hash of each evaluated point), "seconds", "error"}]}.
 """
 
 from __future__ import annotations
@@ -196,9 +198,9 @@ class Recorder:
         self.record(value)
         return float(value)
 
-    def digest(self) -> str:
-        """Of the sorted evaluated points: equal when two runs evaluated the same set of points."""
-        return hashlib.sha256(repr(sorted(self.points)).encode()).hexdigest()[:16]
+    def point_ids(self) -> list[str]:
+        """A short hash of each evaluated point, so that runs in other orders can be compared point by point."""
+        return [hashlib.sha256(repr(p).encode()).hexdigest()[:10] for p in self.points]
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class Run:
     true: list[float]
     observed: list[float]
     regions: str
-    digest: str
+    point_ids: list[str]
     seconds: float
     error: str | None = None
 
@@ -246,7 +248,7 @@ def run_one(key: RunKey, budget: int, items: int) -> Run:
     except Exception as exc:  # noqa: BLE001 - one failing run must not end the benchmark
         where = traceback.extract_tb(exc.__traceback__)[-1]
         error = f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
-    return Run(key, recorder.true, recorder.observed, "".join(recorder.regions), recorder.digest(),
+    return Run(key, recorder.true, recorder.observed, "".join(recorder.regions), recorder.point_ids(),
                round(time.perf_counter() - start, 2), error)
 
 
@@ -404,20 +406,28 @@ def summarize(runs: list[Run], optimum: float, stderr: float) -> list[dict[str, 
     return rows
 
 
+def shared_points(runs: list[Run], orders: list[str]) -> dict[tuple[str, int], list[float | None]]:
+    """Per label x W and order after the first: the median over seeds of the points its run shares with the
+    first order's run of the same seed (an order-free algorithm gets the same noise there, so shares them all)."""
+    ids = {(r.key.label, r.key.workers, r.key.seed, r.key.order): set(r.point_ids) for r in runs if r.error is None}
+    shared: dict[tuple[str, int], list[float | None]] = {}
+    for label, workers in dict.fromkeys((r.key.label, r.key.workers) for r in runs):
+        seeds = sorted({s for lab, w, s, _ in ids if (lab, w) == (label, workers)})
+        shared[label, workers] = [_median([len(ids[label, workers, s, o] & ids[label, workers, s, orders[0]])
+                                           for s in seeds if (label, workers, s, o) in ids
+                                           and (label, workers, s, orders[0]) in ids]) for o in orders[1:]]
+    return shared
+
+
 def order_rows(runs: list[Run], summary: list[dict[str, Any]], orders: list[str]) -> list[dict[str, Any]]:
-    """Per label x W: best and collapsed in each order, and the seeds whose runs evaluated the same points in
-    every order."""
+    """Per label x W: best and collapsed in each order, and the points shared with the first order."""
     by_key = {(r["label"], r["workers"], r["order"]): r for r in summary}
-    digests: dict[tuple[str, int, int], set[str]] = {}
-    for run in runs:
-        digests.setdefault((run.key.label, run.key.workers, run.key.seed), set()).add(run.digest)
+    shared = shared_points(runs, orders)
     rows = []
     for label, workers in dict.fromkeys((r["label"], r["workers"]) for r in summary):
         cells = [by_key.get((label, workers, o)) for o in orders]
-        seeds = [d for (lab, w, _), d in digests.items() if (lab, w) == (label, workers)]
-        rows.append({"label": label, "workers": workers,
-                     "best": [c and c["best"] for c in cells], "collapsed": [c and c["collapsed"] for c in cells],
-                     "same_points": sum(len(d) == 1 for d in seeds), "seeds": len(seeds)})
+        rows.append({"label": label, "workers": workers, "best": [c and c["best"] for c in cells],
+                     "collapsed": [c and c["collapsed"] for c in cells], "shared": shared[label, workers]})
     return rows
 
 
@@ -436,13 +446,13 @@ def format_tables(summary: list[dict[str, Any]], orders_table: list[dict[str, An
                      f"{_cell(r['reported'], 4)} | {_cell(r['collapsed'], 0)} | {_cell(r['dead'], 0)} | "
                      f"{_cell(r['hit'], 0)} | {r['seeds_hit']}/{r['runs']} |")
     if len(orders) > 1:
-        lines += ["", f"Orders ({', '.join(orders)}): median best and collapsed in each; seeds with the same points "
-                      "in every order",
-                  "| algorithm | W | best | collapsed | same points |", "|---|---:|---|---|---:|"]
+        lines += ["", f"Orders ({', '.join(orders)}): median best and collapsed in each, and points shared with the "
+                      f"{orders[0]} order's run of the same seed ({', '.join(orders[1:])})",
+                  "| algorithm | W | best | collapsed | shared points |", "|---|---:|---|---|---|"]
         for r in orders_table:
-            best = " / ".join(_cell(b, 4) for b in r["best"])
-            collapsed = " / ".join(_cell(c, 0) for c in r["collapsed"])
-            lines.append(f"| {r['label']} | {r['workers']} | {best} | {collapsed} | {r['same_points']}/{r['seeds']} |")
+            best, collapsed, shared = (" / ".join(_cell(v, d) for v in r[k])
+                                       for k, d in (("best", 4), ("collapsed", 0), ("shared", 0)))
+            lines.append(f"| {r['label']} | {r['workers']} | {best} | {collapsed} | {shared} |")
     return "\n".join(lines)
 
 

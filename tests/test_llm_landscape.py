@@ -146,7 +146,7 @@ def bench():
 def test_run_metrics_separate_the_best_true_value_from_a_lucky_draw():
     b = bench()
     run = b.Run(b.RunKey("x", "random", "{}", 0, 1, "default"), true=[0.25, 0.476, 0.479], observed=[0.3, 0.49, 0.47],
-                regions="ctt", digest="", seconds=0.0)
+                regions="ctt", point_ids=[], seconds=0.0)
     metrics = b.run_metrics(run, optimum=0.479, stderr=0.005)
     assert metrics == {"best": 0.479, "reported": 0.476, "collapsed": 1, "dead": 0, "hit": 2.0}
 
@@ -160,10 +160,10 @@ def test_the_benchmark_runs_a_tiny_configuration_and_writes_its_json(tmp_path, c
     assert data["command"].startswith("python jobs/bench_llm_landscape.py --algorithms")
     assert len(data["runs"]) == (4 + 3) * 2 and data["left_out"] == ["direct: sequential only, left out at W=2"]
     assert all(r["error"] is None and len(r["true"]) == len(r["regions"]) == 8 for r in data["runs"])
-    soo = [r for r in data["runs"] if r["key"]["label"] == "soo" and r["key"]["workers"] == 1]
-    assert soo[0]["digest"] != soo[1]["digest"]  # SOO splits the lowest index first: the order changes its points
+    shared = {(r["label"], r["workers"]): r["shared"] for r in data["orders"]}
+    assert shared["soo", 1][0] < shared["direct", 1][0]  # SOO splits the lowest index first, DIRECT the longest sides
     text = capsys.readouterr().out
-    assert "| tpe | 2 |" in text and "same points" in text
+    assert "| tpe | 2 |" in text and "shared points" in text
 
 
 @pytest.mark.parametrize("args,message", [
