@@ -35,6 +35,7 @@ Commands (from the repository root; add `nice -n 10` on a shared machine):
     python jobs/bench_llm_landscape.py --quick                 # 2 seeds, 2 orders
     python jobs/bench_llm_landscape.py --algorithms 'bamsoo,b2=bamsoo:{eta: 0.01}' --orders default,lr_first
     python jobs/bench_llm_landscape.py --items 1000            # noisier scores (stderr about 0.016)
+The default is 225 runs; Optuna's GP and pbo's GP-BO take 90% of their time (--algorithms without them: seconds).
 
 JSON layout: {"command", "argv", "settings", "algorithms": {label: {name, options}}, "left_out", "versions",
 "optimum", "stderr", "wall_seconds", "summary": [rows of the main table, one per label x W x order],
