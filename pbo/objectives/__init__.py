@@ -1,4 +1,5 @@
-"""Objectives by name (`OBJECTIVES`): the synthetic benchmark set, the LLM study, or a user's `module:function`.
+"""Objectives by name (`OBJECTIVES`): the synthetic benchmark set, the LLM study, its cheap stand-in
+`llm_landscape`, or a user's `module:function`.
 
 Every rank resolves the objective itself from its name and options (plain config data), so nothing but
 parameters and metrics ever crosses MPI.
@@ -48,6 +49,26 @@ def _synthetic(function: TestFunction, options: Mapping[str, Any]) -> Objective:
     return Objective(function.name, function, space=function.space(), optimum=function.optimum)
 
 
+def _landscape(options: Mapping[str, Any]) -> Objective:
+    from pbo.objectives.landscape import NAMES, SPACE, LLMLandscape
+
+    unknown = sorted(set(options) - {"items", "seed", "noise"})
+    if unknown:
+        raise ObjectiveError(f"objective 'llm_landscape' has no option(s) {unknown} (it takes items, seed, noise)")
+    try:
+        land = LLMLandscape(**options)
+    except ValueError as exc:
+        raise ObjectiveError(f"llm_landscape: {exc}") from None
+
+    def check(space: Space) -> None:
+        if sorted(space.names) != sorted(NAMES):
+            raise ObjectiveError(f"llm_landscape: the space must have exactly the variables {', '.join(NAMES)}, "
+                                 f"got {', '.join(space.names)}")
+
+    return Objective("llm_landscape", land, key="acc", space=SPACE, optimum=land.true_value(land.best_point),
+                     check=check, baseline=land.baseline)
+
+
 def _llm(options: Mapping[str, Any]) -> Objective:
     from pbo.objectives.llm.objective import make_objective  # imports torch: only when asked for
 
@@ -59,6 +80,7 @@ def _llm(options: Mapping[str, Any]) -> Objective:
 OBJECTIVES: dict[str, Callable[[Mapping[str, Any]], Objective]] = {
     **{name: functools.partial(_synthetic, function) for name, function in FUNCTIONS.items()},
     "llm": _llm,
+    "llm_landscape": _landscape,
 }
 
 
