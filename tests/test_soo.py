@@ -177,8 +177,26 @@ def test_a_pending_leaf_is_split_only_when_no_leaf_with_a_known_value_can_be():
     assert found and not any(found)
 
 
-def test_with_expand_pending_pending_leaves_compete_in_every_sweep():
-    assert any(splits_of_pending_leaves(SOO(unit_space(3), expand_pending=True), workers=8, n=80))
+def test_with_expand_pending_always_pending_leaves_compete_in_every_sweep():
+    assert any(splits_of_pending_leaves(SOO(unit_space(3), expand_pending="always"), workers=8, n=80))
+
+
+def test_with_expand_pending_never_a_pending_leaf_is_not_split_and_the_ask_waits():
+    opt = SOO(unit_space(3), expand_pending="never")
+    root = opt.ask()
+    assert opt.ask() is None  # nothing to split while the root's value is unknown
+    opt.tell(root.id, HARTMANN3(root.params))
+    split_states, expand = [], opt.tree.expand
+    opt.tree.expand = lambda node_id, k=3: split_states.append(opt.tree.nodes[node_id].state) or expand(node_id, k)
+    rng, pending = np.random.default_rng(0), []
+    while len(opt.trials) < 60:
+        cand = opt.ask()
+        if cand is not None:
+            pending.append(cand)
+        if cand is None or len(pending) == 8:
+            done = pending.pop(rng.integers(len(pending)))
+            opt.tell(done.id, HARTMANN3(done.params))
+    assert len(split_states) > 10 and PENDING not in split_states
 
 
 def failing_hartmann(params):
@@ -251,7 +269,8 @@ def test_minimize_reports_tree_values_in_the_users_sign():
 
 @pytest.mark.parametrize("options, message", [({"k": 1}, "k must be"), ({"failure": "retry"}, "failure must"),
                                               ({"h_max": -1}, "h_max must"),
-                                              ({"h_max": "log"}, "h_max must be one of auto, none, sqrt")])
+                                              ({"h_max": "log"}, "h_max must be one of auto, none, sqrt"),
+                                              ({"expand_pending": True}, "expand_pending must be one of idle")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("soo", unit_space(1), **options)

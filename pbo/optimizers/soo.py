@@ -6,14 +6,15 @@ leaf with the largest value and expands it if that value is >= v_max, the larges
 shallower depth in this sweep. Children are evaluated at their centres before the sweep moves on.
 
 Parallel asks. With one worker (ask, tell, ask, ...) nothing is pending when the sweep moves, so this is
-exactly the sequential algorithm. When results are pending the sweep does not wait: it splits the best
-leaves whose value is known (the next-best of each depth while the best is being evaluated), and only when
-none can be split does a pending leaf take part, with a placeholder value (SOO: its parent's value, the
-value its middle sibling inherits; root: -inf), and get expanded speculatively: its side children are then
-evaluated and its middle child waits for the parent's result (`expand_pending=True` lets pending leaves
-compete in every sweep). So an ask always has work while some leaf can be split, and a point being
-evaluated is never proposed again (a child whose centre is pending waits for that trial instead). On BBOB
-with 8 asynchronous workers, splitting known leaves first kept more of the one-worker efficiency.
+exactly the sequential algorithm. When results are pending the sweep does not wait. By default
+(`expand_pending="idle"`) it splits the best leaves whose value is known (the next-best of each depth while
+the best is being evaluated), and only when none can be split does a pending leaf take part, with a
+placeholder value (SOO: its parent's value, the value its middle sibling inherits; root: -inf), and get
+expanded speculatively: its side children are then evaluated and its middle child waits for the parent's
+result. So an ask has work while some leaf can be split, and a point being evaluated is never proposed
+again (a child whose centre is pending waits for that trial instead). `"always"` lets pending leaves
+compete in every sweep; `"never"` keeps them out, and ask() then returns None until a result comes back,
+which spends evaluations best but leaves workers waiting (figures in docs/benchmarks.md).
 
 Failures: a failed node ranks below every valued one (`failure="worst"`, so it is expanded only when it is
 the best leaf at its depth and nothing shallower was expanded in that sweep, which keeps SOO's guarantee of
@@ -43,6 +44,8 @@ from pbo.space import Space
 from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, REAL, Node, Tree, share_edges
 
 FAILURE_POLICIES = ("worst", "never")
+#: When a leaf whose centre is being evaluated may be split (see the module docstring).
+EXPAND_PENDING = ("idle", "never", "always")
 TIE_BREAKS = ("index", "variation")
 #: Upper bound on sweep steps in one ask without finding a point to evaluate (BaMSOO may approximate many
 #: children in a row); reaching it returns None rather than spinning.
@@ -60,25 +63,26 @@ H_MAX_NAMES = ("auto", *H_MAX_RULES)
 
 
 class SOO(Optimizer):
-    """Options: `k` children per split (odd keeps the parent's centre), `h_max` (a name of H_MAX_RULES, a
-    number, or a callable of the number of expansions), `failure` policy ("worst" or "never"), `expand_pending` (True: a leaf whose centre
-    is being evaluated competes in every sweep and may be split speculatively, see above; False, the default:
-    only when no leaf with a known value can be split, so extra workers split other leaves first instead of
-    going deeper under pending ones, and a worker never waits while some leaf can be split),
-    `tie_break` (which of equally wide sides to split: "index", the lowest, so results depend on the order
-    in which the space lists its variables; "variation", the side along which the function was seen to vary
-    most per unit width, sides not yet seen first: see `_side_scores`)."""
+    """Options: `k` children per split (odd keeps the parent's centre), `h_max` (a name of H_MAX_NAMES, a
+    number, or a callable of the number of expansions), `failure` policy ("worst" or "never"),
+    `expand_pending` (one of EXPAND_PENDING, see above), `tie_break` (which of equally wide sides to split:
+    "index", the lowest, so results depend on the order in which the space lists its variables; "variation",
+    the side along which the function was seen to vary most per unit width, sides not yet seen first: see
+    `_side_scores`)."""
 
     name = "soo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
-                 expand_pending: bool = False, tie_break: str = "index") -> None:
+                 expand_pending: str = "idle", tie_break: str = "index") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         if int(k) != k or k < 2:
             raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
         if failure not in FAILURE_POLICIES:
             raise ValueError(f"{self.name}: failure must be one of {', '.join(FAILURE_POLICIES)}, got {failure!r}")
+        if expand_pending not in EXPAND_PENDING:
+            raise ValueError(f"{self.name}: expand_pending must be one of {', '.join(EXPAND_PENDING)}, "
+                             f"got {expand_pending!r}")
         if tie_break not in TIE_BREAKS:
             raise ValueError(f"{self.name}: tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
         valid = (h_max in H_MAX_NAMES if isinstance(h_max, str)
@@ -88,8 +92,8 @@ class SOO(Optimizer):
                              f"or a callable, got {h_max!r}")
         self.k = int(k)
         self.failure = failure
-        self.expand_pending = bool(expand_pending)
-        self._speculate = self.expand_pending  # within one ask: whether pending leaves may be split
+        self.expand_pending = expand_pending
+        self._speculate = expand_pending == "always"  # within one ask: whether pending leaves may be split
         self._h_max = H_MAX_RULES.get(h_max, h_max) if isinstance(h_max, str) else h_max
         self.tree = Tree(space.dim, share_edges(space), None if tie_break == "index" else self._most_varied)
         self._variation: list[list[float]] = [[] for _ in range(space.dim)]  # per side, see _record_variation
@@ -124,14 +128,14 @@ class SOO(Optimizer):
     # ---- hooks -------------------------------------------------------------------------------------------
 
     def _ask(self) -> Proposal | None:
-        self._speculate = self.expand_pending
+        self._speculate = self.expand_pending == "always"
         for _ in range(MAX_STEPS_PER_ASK):
             while self._queue:
                 node = self.tree.nodes[self._queue.popleft()]
                 if self._resolve(node):
                     return Proposal(node.center, {"node": node.id, "depth": node.depth, "phase": self.name})
             if not self._sweep_step():
-                if self._speculate or not self.n_pending:
+                if self._speculate or self.expand_pending == "never" or not self.n_pending:
                     return None
                 self._speculate = True  # no leaf with a known value can be split: a pending one may
         return None
