@@ -88,7 +88,7 @@ class BaMSOO(SOO):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "none", failure: str = "worst",
-                 expand_pending: str = "idle", tie_break: str = "index", eta: float = 0.05, min_points: int = 3,
+                 expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
                  pending: str = "believer", surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
