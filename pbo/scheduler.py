@@ -131,7 +131,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                 recorder.record_result(result)
             if candidate is not None:
                 asker.tell(result)
-                if recorder is not None and hasattr(optimizer, "tree_table"):  # never asks on a thread
+                if recorder is not None and optimizer.has_tree:  # never asks on a thread: its tells are applied
                     recorder.record_tree(optimizer)
                 summary.evaluations += 1
                 if result.status is not TrialState.OK:

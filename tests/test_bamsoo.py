@@ -13,7 +13,7 @@ from pbo.space import Space
 from pbo.surrogate import ModelFittingError
 from pbo.tree import APPROXIMATED, PENDING
 
-from test_soo import HARTMANN3, run_parallel, run_sequential, unit_space
+from tree_support import HARTMANN3, run_parallel, run_sequential, unit_space
 
 
 class StubGP:

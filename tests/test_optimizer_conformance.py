@@ -138,7 +138,7 @@ def test_mixed_space_gives_valid_natural_values(name):
 
 def judged_without_evaluation(opt):
     """Points a tree method valued from its GP instead of evaluating them (BaMSOO's approximated nodes)."""
-    if not hasattr(opt, "tree_table"):
+    if not opt.has_tree:
         return set()
     table = opt.tree_table()
     return {tuple(TINY.from_unit(TINY.snap(c)).values())

@@ -140,6 +140,8 @@ def test_tree_optimizers_are_recorded_after_each_tell():
     from pbo.optimizers.random import RandomSearch
 
     class Tree(RandomSearch):
+        has_tree = True
+
         def tree_table(self):
             return {}
 

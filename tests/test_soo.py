@@ -11,12 +11,7 @@ from pbo.optimizers import make_optimizer
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
 from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, Tree
-
-HARTMANN3 = FUNCTIONS["hartmann3"]
-
-
-def unit_space(dim):
-    return Space.from_dict({f"x{i + 1}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(dim)})
+from tree_support import HARTMANN3, run_parallel, run_sequential, unit_space
 
 
 def reference_soo(f, dim, n_evals, k=3, h_max=math.sqrt):
@@ -52,30 +47,6 @@ def reference_soo(f, dim, n_evals, k=3, h_max=math.sqrt):
                     v_max = best["v"]
                     t += 1
             h += 1
-
-
-def run_sequential(opt, f, n):
-    points = []
-    for _ in range(n):
-        cand = opt.ask()
-        points.append(cand.u)
-        opt.tell(cand.id, f(cand.params))
-    return points
-
-
-def run_parallel(opt, f, n, workers, seed=0):
-    """Keep `workers` asks outstanding; results come back in a random order."""
-    rng = np.random.default_rng(seed)
-    pending, asked = [], []
-    while len(asked) < n or pending:
-        while len(pending) < workers and len(asked) < n:
-            cand = opt.ask()
-            assert cand is not None, "ask found no work while leaves could be split"
-            pending.append(cand)
-            asked.append(cand)
-        cand = pending.pop(rng.integers(len(pending)))
-        opt.tell(cand.id, f(cand.params))
-    return asked
 
 
 # Without a depth limit the first 100 evaluations: later the tree reaches the 1e-9 widths that pbo does not

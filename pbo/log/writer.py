@@ -154,11 +154,10 @@ class RunLog:
         self._append(TRIALS, row, sync=self.durable)
 
     def record_tree(self, optimizer: Any) -> None:
-        """Replace /tree by the optimizer's `tree_table()`; optimizers without a tree are ignored."""
-        table_of = getattr(optimizer, "tree_table", None)
-        if table_of is None:
+        """Replace /tree by the optimizer's `tree_table()`; optimizers without a tree (None) are ignored."""
+        table = optimizer.tree_table()
+        if table is None:
             return
-        table = table_of()
         if TREE not in self._columns:
             self._restructure(lambda handle: create_table(handle.create_group(TREE, track_order=True), TREE,
                                                           self.space.dim))

@@ -73,6 +73,8 @@ class Optimizer:
     #: scheduler ask ahead (while every worker is busy): the log records such an ask at its dispatch, after
     #: results that arrived in between.
     order_free_replay: ClassVar[bool] = False
+    #: The optimizer keeps a partition tree: `tree_table()` returns it, and the log records it after each tell.
+    has_tree: ClassVar[bool] = False
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None) -> None:
         self.space = space
@@ -144,6 +146,11 @@ class Optimizer:
         """The finished trial to recommend. On a noisy objective the best raw value is often a lucky draw;
         model-based optimizers override this with the trial whose modelled value is best. Default: best()."""
         return self.best()
+
+    def tree_table(self) -> dict[str, np.ndarray] | None:
+        """The partition tree as the log's /tree columns, for optimizers that keep one (`has_tree`: SOO,
+        BaMSOO); None for the others."""
+        return None
 
     # ---- views for subclasses and drivers ----------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class SOO(Optimizer):
     space lists its variables)."""
 
     name = "soo"
+    has_tree = True
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
