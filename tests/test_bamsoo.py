@@ -246,3 +246,12 @@ def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
     opt = BaMSOO(unit_space(2))
     run_sequential(opt, lambda p: -((p["x1"] - 0.3) ** 2 + (p["x2"] - 0.6) ** 2), 25)
     assert opt.recommend() is opt.best()
+
+
+def test_soo_options_have_the_same_defaults_as_in_soo():
+    import inspect
+
+    from pbo.optimizers.soo import SOO
+    soo, bamsoo = (inspect.signature(cls.__init__).parameters for cls in (SOO, BaMSOO))
+    assert {name: bamsoo[name].default for name in soo if name != "self"} == \
+        {name: soo[name].default for name in soo if name != "self"}

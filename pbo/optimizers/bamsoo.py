@@ -78,16 +78,16 @@ def confidence_bound(n: int, eta: float) -> float:
 
 
 class BaMSOO(SOO):
-    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`), `eta` in (0, 1) (smaller: wider bounds,
-    more evaluations), `min_points` (real values before the GP is consulted), `refit_growth` and `kernel` (see
-    GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above), `pending` ("ignore" or
-    "believer", see above), `surrogate` (any object with
-    update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate)."""
+    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`, with the same defaults), `eta`
+    in (0, 1) (smaller: wider bounds, more evaluations), `min_points` (real values before the GP is consulted),
+    `refit_growth` and `kernel` (see GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above),
+    `pending` ("ignore" or "believer", see above), `surrogate` (any object with update/predict/prior/loo,
+    e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
-                 k: int = 3, h_max: Callable[[int], float] | float | str = "none", failure: str = "worst",
+                 k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
                  expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
                  pending: str = "believer", surrogate: Surrogate | None = None) -> None:
@@ -154,7 +154,7 @@ class BaMSOO(SOO):
         if len(self._real_y) < self.min_points or not self._surrogate_ready():
             return None
         pending = None
-        if self.pending_mode == "believer" and self.pending():
+        if self.pending_mode == "believer" and self.n_pending:
             pending = np.array([c.u for c in self.pending()])
         try:
             mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :],
