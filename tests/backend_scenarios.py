@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pbo.trial import Outcome, Task
+from pbo.trial import Outcome, Report, Task
 from pbo_process import alive
 
 #: Every backend under test runs with this trial timeout (seconds).
 TIMEOUT = 2.0
+#: Seconds a trial told to stop may take to end (prune_grace).
+GRACE = 0.5
 #: The workers every backend under test has.
 WORKERS = [1, 2]
 
@@ -30,7 +32,7 @@ def settings(pid_dir: str) -> dict[str, Any]:
     """The run settings (pbo.config) of the local and MPI backends under test."""
     return {"objective": "faulty:behave", "objective_options": {"key": "score", "pid_dir": pid_dir},
             "space": {"mode": {"type": "categorical", "choices": ["ok"]}, "x": {"type": "float", "low": 0, "high": 1}},
-            "timeout": TIMEOUT, "workers": len(WORKERS), "algorithm": "random"}
+            "timeout": TIMEOUT, "workers": len(WORKERS), "algorithm": "random", "prune_grace": GRACE}
 
 
 def fact(outcome: Outcome, t_submit: float) -> dict[str, Any]:
@@ -93,6 +95,31 @@ def workers(backend: Any, pid_dir: str) -> dict[str, Any]:
     return {"workers": list(backend.workers), "outcomes": outcomes, "now": backend.now()}
 
 
+def reporting(backend: Any, worker: int, trial_id: int, mode: str, stop_at: float) -> dict[str, Any]:
+    """One reporting trial, answered "go on" until step `stop_at`: its reports and its outcome."""
+    t_submit = backend.now()
+    backend.submit(worker, Task(trial_id, {"mode": mode, "x": 0.5}))
+    reports = []
+    while True:
+        got = backend.wait(lambda: False)
+        if isinstance(got, Outcome):
+            return {"reports": reports, "step": got.step, "metrics": got.metrics, **fact(got, t_submit)}
+        assert isinstance(got, Report)
+        reports.append({"trial_id": got.trial_id, "worker": got.worker, "step": got.step, "value": got.value,
+                        "metrics": got.metrics, "t": got.t})
+        backend.answer(got, got.step < stop_at)
+
+
+def report(backend: Any, pid_dir: str) -> dict[str, Any]:
+    """A trial reporting steps 1, 2, 3, told to stop at step 2."""
+    return reporting(backend, 1, 30, "report", stop_at=2)
+
+
+def ignore(backend: Any, pid_dir: str) -> dict[str, Any]:
+    """A trial that reports once, is told to stop and sleeps on regardless."""
+    return reporting(backend, 2, 31, "ignore", stop_at=1)
+
+
 def close(backend: Any, pid_dir: str) -> dict[str, Any]:
     """close() while every worker runs a hanging trial: how soon after it their processes are gone."""
     for old in Path(pid_dir).glob("*.pid"):
@@ -113,7 +140,7 @@ def close(backend: Any, pid_dir: str) -> dict[str, Any]:
 
 #: Every scenario by name, in the order the MPI driver plays them (close ends the workers: last).
 SCENARIOS = {"raise": raises, "exit": exits, "segfault": segfault, "timeout": timeout, "stop": stop,
-             "workers": workers, "close": close}
+             "workers": workers, "report": report, "ignore": ignore, "close": close}
 
 
 def main(out: str, pid_dir: str) -> int:

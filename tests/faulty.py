@@ -8,12 +8,22 @@ import time
 from pathlib import Path
 
 
-def behave(params, pid_dir=None, hang=60.0, seconds=0.3):
+def behave(params, pid_dir=None, hang=60.0, seconds=0.3, report=None):
     """`ok` returns metrics, `raise` raises, `exit` leaves with os._exit(1), `segfault` crashes in C, `hang`
-    sleeps past any timeout, `slow` sleeps `seconds` and returns as `ok` does."""
+    sleeps past any timeout, `slow` sleeps `seconds` and returns as `ok` does. `report` reports x * step at
+    steps 1, 2, 3 with a metric `loss` and returns early when told to stop; `ignore` reports once, then sleeps
+    `hang` whatever the answer."""
     if pid_dir is not None:
         Path(pid_dir, f"{os.getpid()}.pid").write_text(f"{os.getppid()}\n")
     mode = params["mode"]
+    if mode == "report":
+        for step in (1, 2, 3):
+            if not report(step, params["x"] * step, loss=1.0 / step):
+                return {"score": -1.0}  # ignored: a trial told to stop keeps its last report
+        return {"score": params["x"] * 4}
+    if mode == "ignore":
+        report(1, params["x"])
+        time.sleep(hang)
     if mode == "raise":
         raise ZeroDivisionError("planned failure")
     if mode == "exit":

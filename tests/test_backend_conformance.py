@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import backend_scenarios as scenarios
-from backend_scenarios import SCENARIOS, TIMEOUT, WORKERS
+from backend_scenarios import GRACE, SCENARIOS, TIMEOUT, WORKERS
 from faulty import behave
 from pbo.backends import backend_class
 from pbo.config import build_config
@@ -33,6 +33,9 @@ CANNOT = {
        for kind, why in NO_PROCESS.items() for crash in ("exit", "segfault")},
     **{(kind, "close"): f"{why}: there is nothing to kill" for kind, why in NO_PROCESS.items()},
     ("thread", "timeout"): "a thread cannot be stopped, so thread workers have no timeout",
+    ("thread", "report"): "thread workers pass no report function (they serve scheduler tests only)",
+    ("thread", "ignore"): "thread workers pass no report function (they serve scheduler tests only)",
+    ("simulated", "ignore"): "the simulated cluster runs each trial to its end at once: nothing is left to ignore",
 }
 #: How much a trial that hangs may overrun the timeout on a real clock (the worker looks every 50-100 ms).
 OVERRUN = 2.0
@@ -56,7 +59,8 @@ def in_process(kind: str, pid_dir: str):
         objective = resolve_objective(config.objective, config.objective_options)
         backend = backend_class("local").from_settings(config, objective)
     elif kind == "simulated":  # evaluated in this process: nothing may really hang or sleep
-        objective = Objective("behave", lambda p: behave(p, hang=0.0, seconds=0.0), key="score")
+        objective = Objective("behave", lambda p, report: behave(p, hang=0.0, seconds=0.0, report=report),
+                              key="score")
         backend = backend_class("simulated")(objective, len(WORKERS), SimulatedCost(), timeout=TIMEOUT)
     else:
         backend = ThreadWorkers(len(WORKERS), lambda p: split_output(behave(p), "score")[0])
@@ -155,3 +159,22 @@ def test_close_kills_the_trials_still_running(kind, play, alive):
     assert fact["gone_after"] is not None, "close() left trial processes running"
     assert fact["since_submit"] + fact["gone_after"] < TIMEOUT  # killed by close(), not by the timeout
     assert not any(alive(pid) for pid in fact["pids"])
+
+
+@pytest.mark.parametrize("kind", kinds("report"))
+def test_reports_reach_the_master_in_order_and_a_stop_ends_the_trial_pruned_at_that_report(kind, play):
+    fact = play(kind, "report")
+    assert [(r["trial_id"], r["worker"], r["step"], r["value"], r["metrics"]) for r in fact["reports"]] == [
+        (30, 1, 1, 0.5, {"loss": 1.0}), (30, 1, 2, 1.0, {"loss": 0.5})]
+    assert (fact["trial_id"], fact["worker"], fact["status"], fact["value"], fact["step"]) == (30, 1, "pruned", 1.0, 2)
+    assert fact["metrics"] == {"loss": 0.5}
+    times = [fact["t_start"], *(r["t"] for r in fact["reports"]), fact["t_end"], fact["t_received"]]
+    assert times == sorted(times), times
+
+
+@pytest.mark.parametrize("kind", kinds("ignore"))
+def test_a_trial_ignoring_the_stop_is_killed_after_the_grace_period_and_recorded_pruned(kind, play):
+    fact = play(kind, "ignore")
+    assert (fact["trial_id"], fact["worker"], fact["status"], fact["value"], fact["step"]) == (31, 2, "pruned", 0.5, 1)
+    assert fact["error"] == f"killed {GRACE:g} s after the stop request"
+    assert GRACE <= fact["t_end"] - fact["reports"][0]["t"] < GRACE + OVERRUN

@@ -2,7 +2,7 @@
 simulated cluster on a virtual clock. By name in `BACKENDS`, like the optimizers' `ALGORITHMS`; imports are
 lazy, because importing mpi4py initialises MPI.
 
-Every backend follows `Backend`: the scheduler's contract (`start`, `now`, `submit`, `wait`, `close`,
+Every backend follows `Backend`: the scheduler's contract (`start`, `now`, `submit`, `wait`, `answer`, `close`,
 `workers`) and what `pbo.run` asks of it (`from_settings`, `virtual_clock`, `start_time`, `allows_threads`).
 
 Example:
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 if TYPE_CHECKING:
     from pbo.objectives import Objective
-    from pbo.trial import Outcome, Task
+    from pbo.trial import Outcome, Report, Task
 
 BACKENDS = {
     "local": "pbo.backends.local:LocalBackend",
@@ -71,10 +71,15 @@ class Backend:
         """Start `task` on an idle `worker`."""
         raise NotImplementedError
 
-    def wait(self, should_stop: Callable[[], bool]) -> "Outcome | None":
-        """The next finished outcome; None once `should_stop()` turns true while waiting (nothing is lost: a
-        later `wait` returns it)."""
+    def wait(self, should_stop: Callable[[], bool]) -> "Outcome | Report | None":
+        """The next finished outcome, or an intermediate report of a running trial (which must be `answer`ed: its
+        trial waits for the answer); None once `should_stop()` turns true while waiting (nothing is lost: a later
+        `wait` returns it). A trial's reports come before its outcome."""
         raise NotImplementedError
+
+    def answer(self, report: "Report", go_on: bool) -> None:
+        """Tell the trial that sent `report` to go on or to stop; never blocks. An answer to a trial that has
+        ended meanwhile is dropped. Backends whose objectives never report need not override it."""
 
     def close(self) -> None:
         """Stop the workers; work still running is abandoned and its processes killed."""

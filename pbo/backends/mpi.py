@@ -3,6 +3,9 @@
 Protocol (paired tags): the master sends SETUP (the settings, or None to quit) to every worker, each answers
 READY (a GPU-sharing warning, or its start-up error with rank and host); then TASK -> RESULT as long as there is work,
 and STOP to end. A worker polls for STOP while its trial runs, so an interrupted master stops busy workers.
+A trial that reports sends REPORT messages (non-blocking) while it runs and waits for the master's ANSWER
+(trial id, go on?); the master answers from its receive loop, so no other worker waits for it. An ANSWER
+that arrives after its trial ended is dropped.
 
 A worker rank knows nothing of the settings: `serve` hands them to the initializer it is given (as an
 `mpi4py.futures` server runs its initializer), which returns the rank's `Evaluator`.
@@ -23,10 +26,10 @@ from pbo import gpu
 from pbo.backends import Backend
 from pbo.isolation import describe, wait_any
 from pbo.objectives import Objective
-from pbo.trial import Outcome, Task, TrialState, WorkerStartError
-from pbo.worker import Evaluator, host
+from pbo.trial import Outcome, Report, Task, TrialState, WorkerStartError
+from pbo.worker import Evaluator, Running, host
 
-SETUP, READY, TASK, RESULT, STOP = 1, 2, 3, 4, 5
+SETUP, READY, TASK, RESULT, STOP, REPORT, ANSWER = 1, 2, 3, 4, 5, 6, 7
 MAX_SLEEP = 0.01
 #: How often a busy worker looks for STOP while its trial runs (seconds).
 TICK = 0.05
@@ -58,6 +61,7 @@ class MPIBackend(Backend):
         self.comm = comm
         self.workers = list(range(1, comm.Get_size()))
         self.t0 = time.time()
+        self._answers: list[MPI.Request] = []  # answers in flight, kept until sent
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], objective: Objective, *, comm: Any = None,
@@ -94,13 +98,18 @@ class MPIBackend(Backend):
     def submit(self, worker: int, task: Task) -> None:
         self.comm.send(task, dest=worker, tag=TASK)
 
-    def wait(self, should_stop: Callable[[], bool]) -> Outcome | None:
-        got = receive(self.comm, MPI.ANY_SOURCE, RESULT, should_stop)
+    def wait(self, should_stop: Callable[[], bool]) -> Outcome | Report | None:
+        got = receive(self.comm, MPI.ANY_SOURCE, MPI.ANY_TAG, should_stop)  # RESULT or REPORT once started
         if got is None:
             return None
-        outcome = got[0]
-        outcome.t_received = self.now()
-        return outcome
+        message = got[0]
+        if isinstance(message, Outcome):
+            message.t_received = self.now()
+        return message
+
+    def answer(self, report: Report, go_on: bool) -> None:
+        self._answers = [request for request in self._answers if not request.Test()]
+        self._answers.append(self.comm.isend((report.trial_id, go_on), dest=report.worker, tag=ANSWER))
 
     def close(self) -> None:
         """Stop every worker (busy ones kill their trial)."""
@@ -127,6 +136,8 @@ def serve(comm: MPI.Comm, initializer: Initializer) -> int:
         message, status = receive(comm, 0, MPI.ANY_TAG)
         if status.Get_tag() == STOP:
             return 0
+        if status.Get_tag() == ANSWER:  # to a report of a trial that has ended since
+            continue
         outcome = _run(comm, evaluator, message)
         if outcome is None:  # stopped mid-trial
             return 0
@@ -137,12 +148,40 @@ def _run(comm: MPI.Comm, evaluator: Evaluator | None, task: Task) -> Outcome | N
     if evaluator is None:
         return Outcome(task.trial_id, comm.Get_rank(), TrialState.FAILED, error="worker failed to start")
     running = evaluator.start(task)
-    while running.child is not None and not wait_any([running.child], TICK):
+    sent: list[MPI.Request] = []
+    tick = TICK
+    while True:
+        ready = running.child is None or wait_any([running.child], tick)
+        reports = running.reports()
+        sent += [comm.isend(report, dest=0, tag=REPORT) for report in reports]
+        # While the child waits for an answer, look for it often (backing off as `receive` does).
+        answered = _take_answers(comm, running)
+        if reports:
+            tick = 0.0005
+        elif answered:
+            tick = TICK
+        elif tick < TICK:
+            tick = min(2 * tick, MAX_SLEEP)
+        if ready and running.poll() is not None:
+            break
         if comm.Iprobe(source=0, tag=STOP):
             running.child.kill()
             comm.recv(source=0, tag=STOP)
             return None
+    MPI.Request.Waitall(sent)
     return evaluator.finish(running, running.poll())
+
+
+def _take_answers(comm: MPI.Comm, running: Running) -> bool:
+    """Pass the master's answers to the running trial (answers meant for an earlier trial are dropped); True if
+    one came."""
+    came = False
+    while comm.Iprobe(source=0, tag=ANSWER):
+        trial_id, go_on = comm.recv(source=0, tag=ANSWER)
+        if trial_id == running.task.trial_id:
+            running.answer(go_on)
+            came = True
+    return came
 
 
 def world() -> MPI.Comm | None:

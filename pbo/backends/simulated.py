@@ -3,18 +3,25 @@ process and finishes after the cost model's duration, so 1024 workers x 4096 tri
 same seed gives the same run.
 
 With `master_time`, the master's real compute time (asks, tells, recording) is added to the virtual clock, as
-it delays dispatches in a real run: more faithful for model-based algorithms, but no longer deterministic."""
+it delays dispatches in a real run: more faithful for model-based algorithms, but no longer deterministic.
+
+A reporting objective runs to its end at once too (its `report` always answers "go on"); its reports are then
+spread over the trial's virtual duration (at `fidelity` x duration when it gives a fidelity, else evenly, the
+last at the end) and come out of `wait` in clock order. A stop answered to a report ends the trial there, on
+the virtual clock, as `pruned` with that report's value: what a real worker would have recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import math
 import time
 from typing import Any, Callable, Mapping
 
 from pbo.backends import Backend
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
-from pbo.trial import Outcome, Task, TrialState
+from pbo.trial import Outcome, Report, Task, TrialState
 from pbo.worker import Evaluator
 
 
@@ -35,8 +42,10 @@ class SimulatedBackend(Backend):
         self.clock = 0.0
         self.master_time = master_time
         self._mark = time.perf_counter()  # when the master last got control back from this backend
-        self._events: list[tuple[float, int, Outcome]] = []
+        self._events: list[tuple[float, int, Outcome | Report]] = []
         self._seq = 0  # ties finish in submission order
+        self._outcomes: dict[int, Outcome] = {}  # trial id -> the outcome its last event delivers
+        self._stopped: set[int] = set()  # trials told to stop: their later reports are dropped
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], objective: Objective, *, comm: Any = None,
@@ -53,24 +62,58 @@ class SimulatedBackend(Backend):
         self._resume()
         evaluator = self.evaluators[worker]
         running = evaluator.start(task)
-        outcome = evaluator.finish(running, running.poll())
+        finished = running.poll()
+        reports = running.reports()
+        outcome = evaluator.finish(running, finished)
         duration = self.cost.duration(task.params)
+        for i, report in enumerate(reports):
+            share = report.fidelity if 0 <= report.fidelity <= 1 else (i + 1) / len(reports)
+            report.t = self.clock + share * duration
+        if outcome.status is TrialState.PRUNED and reports:  # it stopped itself (TrialPruned) at its last report
+            duration = reports[-1].t - self.clock
         if self.timeout is not None and duration > self.timeout:
             duration = self.timeout
             outcome.status, outcome.error = TrialState.TIMEOUT, f"timed out after {self.timeout:g} s"
         outcome.t_end = self.clock + duration
-        heapq.heappush(self._events, (outcome.t_end, self._seq, outcome))
-        self._seq += 1
+        for report in reports:
+            if report.t <= outcome.t_end:
+                self._push(report.t, report)
+        self._outcomes[task.trial_id] = outcome
+        self._push(outcome.t_end, outcome)
         self._mark = time.perf_counter()  # the evaluation itself costs the master nothing in a real run
 
-    def wait(self, should_stop: Callable[[], bool]) -> Outcome | None:
+    def wait(self, should_stop: Callable[[], bool]) -> Outcome | Report | None:
         if should_stop():
             return None
         self._resume()
-        t_end, _, outcome = heapq.heappop(self._events)
-        self.clock = outcome.t_received = max(self.clock, t_end)
+        while True:
+            t, _, event = heapq.heappop(self._events)
+            if self._outcomes.get(event.trial_id) is event or (
+                    isinstance(event, Report) and event.trial_id in self._outcomes
+                    and event.trial_id not in self._stopped):
+                break  # else an event of a trial stopped earlier
+        self.clock = max(self.clock, t)
         self._mark = time.perf_counter()
-        return outcome
+        if isinstance(event, Outcome):
+            del self._outcomes[event.trial_id]
+            self._stopped.discard(event.trial_id)
+            event.t_received = self.clock
+        return event
+
+    def answer(self, report: Report, go_on: bool) -> None:
+        """A stop ends the trial at this report: its pruned outcome replaces the one due at its end."""
+        final = self._outcomes.get(report.trial_id)
+        if go_on or final is None:
+            return
+        pruned = dataclasses.replace(final, status=TrialState.PRUNED, value=report.value, metrics=dict(report.metrics),
+                                     step=report.step, error="", t_end=report.t, t_received=math.nan)
+        self._outcomes[report.trial_id] = pruned
+        self._stopped.add(report.trial_id)
+        self._push(report.t, pruned)
+
+    def _push(self, t: float, event: Outcome | Report) -> None:
+        heapq.heappush(self._events, (t, self._seq, event))
+        self._seq += 1
 
     def _resume(self) -> None:
         """Fold the master's time since it last got control into the virtual clock."""
@@ -79,3 +122,5 @@ class SimulatedBackend(Backend):
 
     def close(self) -> None:
         self._events.clear()
+        self._outcomes.clear()
+        self._stopped.clear()

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -70,11 +71,13 @@ class CostModel:
 
 
 def delayed(objective: Objective, model: CostModel) -> Objective:
-    """The objective whose every evaluation first sleeps for the model's duration."""
+    """The objective whose every evaluation first sleeps for the model's duration. It keeps the function's
+    signature (a reporting objective still gets `report`)."""
     function = objective.function
 
-    def slow(params: dict[str, Any]) -> Any:
+    @functools.wraps(function)
+    def slow(params: dict[str, Any], **kwargs: Any) -> Any:
         time.sleep(model.duration(params))
-        return function(params)
+        return function(params, **kwargs)
 
     return dataclasses.replace(objective, function=slow)
