@@ -41,7 +41,7 @@ def test_root_attributes_record_the_sense_key_and_optimum_as_the_run_worked_them
     new_log(tmp_path / "run.h5", study={"minimize": True, "key": "eval/acc", "optimum": None}).close()
     with h5py.File(tmp_path / "run.h5", "r") as handle:
         attrs = dict(handle.attrs)
-    assert attrs["log_format"] == LOG_FORMAT == 2
+    assert attrs["log_format"] == LOG_FORMAT == 3
     assert attrs["minimize"] and attrs["key"] == "eval/acc" and math.isnan(attrs["optimum"])
 
 
@@ -51,7 +51,7 @@ def test_resuming_a_format_1_log_adds_the_study_attributes(tmp_path):
         handle.attrs["log_format"] = 1
     RunLog.reopen(tmp_path / "run.h5", n_workers=2, study={"minimize": False, "key": "value", "optimum": 1.5}).close()
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == 2 and (run.minimize, run.key, run.optimum) == (False, "value", 1.5)
+    assert run.attrs["log_format"] == LOG_FORMAT and (run.minimize, run.key, run.optimum) == (False, "value", 1.5)
 
 
 def test_every_finished_trial_is_one_row_of_equal_length_columns(tmp_path):

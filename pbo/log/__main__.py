@@ -30,6 +30,9 @@ def summary(state: ResumeState) -> str:
         lines.append(f"best: trial {run.trials['trial_id'][best]} value {run.trials['value'][best]:.6g} ({params})")
     if run.metrics:
         lines.append(f"metrics: {', '.join(run.metrics)}")
+    reports = len(run.reports.get("trial_id", ()))
+    if reports:
+        lines.append(f"reports: {reports} from {len(set(run.reports['trial_id'].tolist()))} trials")
     if run.tree is not None:
         lines.append(f"tree: {len(run.tree['node_id'])} nodes")
     if attrs.get("resumes"):

@@ -10,11 +10,12 @@ from typing import Any
 from pbo.log.reader import RunData
 
 LEADING = ("trial_id", "status", "value")
-TRAILING = ("worker", "device", "t_submit", "t_start", "t_end")
+TRAILING = ("worker", "device", "t_submit", "t_start", "t_end", "step")
 
 
 def csv_header(run: RunData) -> list[str]:
-    """Columns: id, status, value, each hyperparameter by name, worker and times, metrics, error."""
+    """Columns: id, status, value, each hyperparameter by name, worker, times and step (where a reporting trial
+    ended), metrics, error."""
     return [*LEADING, *run.space.names, *TRAILING, *run.metrics, "error"]
 
 

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 #: Bumped when the layout changes in a way old readers would misread. 1: the first layout; 2: the root
-#: attributes `minimize`, `key` and `optimum` (logs of format 1 lack them: readers then fall back on the config).
-LOG_FORMAT = 2
+#: attributes `minimize`, `key` and `optimum` (logs of format 1 lack them: readers then fall back on the config);
+#: 3: the status `pruned`, the /trials column `step` and the /reports table (older logs lack them: readers see
+#: NaN steps and no reports, and resume adds them).
+LOG_FORMAT = 3
 
 #: Root attributes every log has (docs/log-format.md says what each holds).
 RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "seed", "space", "start_time",
@@ -24,8 +26,8 @@ RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "s
 #: the effective `minimize`, the objective's `key` and its known `optimum` (NaN when unknown). Since format 2.
 STUDY_ATTRS = ("minimize", "key", "optimum")
 
-TRIALS, ASKS, TREE = "trials", "asks", "tree"
-COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id"}
+TRIALS, ASKS, TREE, REPORTS = "trials", "asks", "tree", "reports"
+COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id", REPORTS: "trial_id"}
 
 #: Bytes kept of a trial's error text (fixed-length strings: SWMR readers cannot follow variable-length ones).
 ERROR_BYTES = 1024
@@ -35,6 +37,7 @@ TRIAL_COLUMNS: dict[str, tuple[str, bool]] = {
     "trial_id": ("i8", False), "u": ("f8", True), "x": ("f8", True), "value": ("f8", False),
     "status": ("S8", False), "worker": ("i8", False), "device": ("S64", False), "t_submit": ("f8", False),
     "t_start": ("f8", False), "t_end": ("f8", False), "error": (f"S{ERROR_BYTES}", False), "seq": ("i8", False),
+    "step": ("f8", False),
 }
 ASK_COLUMNS: dict[str, tuple[str, bool]] = {
     "trial_id": ("i8", False), "u": ("f8", True), "x": ("f8", True), "worker": ("i8", False),
@@ -45,17 +48,62 @@ TREE_COLUMNS: dict[str, tuple[str, bool]] = {
     "upper": ("f8", True), "center": ("f8", True), "value": ("f8", False), "state": ("S16", False),
     "expanded": ("?", False),
 }
-COLUMNS = {TRIALS: TRIAL_COLUMNS, ASKS: ASK_COLUMNS, TREE: TREE_COLUMNS}
-CHUNK_ROWS = {TRIALS: 64, ASKS: 64, TREE: 256}
+REPORT_COLUMNS: dict[str, tuple[str, bool]] = {
+    "trial_id": ("i8", False), "step": ("f8", False), "fidelity": ("f8", False), "value": ("f8", False),
+    "worker": ("i8", False), "t": ("f8", False), "seq": ("i8", False),
+}
+COLUMNS = {TRIALS: TRIAL_COLUMNS, ASKS: ASK_COLUMNS, TREE: TREE_COLUMNS, REPORTS: REPORT_COLUMNS}
+CHUNK_ROWS = {TRIALS: 64, ASKS: 64, TREE: 256, REPORTS: 256}
+#: Tables every log has from its creation (/tree comes with the first tree).
+RUN_TABLES = (TRIALS, ASKS, REPORTS)
+#: Tables whose rows carry metrics as extra columns, and the one counter `seq` (see resume.py).
+METRIC_TABLES = (TRIALS, REPORTS)
+SEQ_TABLES = (TRIALS, ASKS, REPORTS)
+#: What logs of an older format lack, by table: column names, or None for the whole table. Readers fill them
+#: (NaN columns, an empty table); resume adds them.
+ADDED = {3: {TRIALS: ["step"], REPORTS: None}}
 
 
-def metric_column(name: str) -> str:
-    """The dataset name of a metric: '/' (an HDF5 path separator) becomes '.', and a name taken by a fixed
-    column gets the prefix `metric_`."""
+def metric_column(name: str, table: str = TRIALS) -> str:
+    """The dataset name of a metric in `table`: '/' (an HDF5 path separator) becomes '.', and a name taken by
+    a fixed column gets the prefix `metric_`."""
     column = str(name).replace("/", ".")
-    if column in TRIAL_COLUMNS or column.startswith("metric_") and column[7:] in TRIAL_COLUMNS:
+    fixed = COLUMNS[table]
+    if column in fixed or column.startswith("metric_") and column[7:] in fixed:
         column = "metric_" + column
     return column or "metric_"
+
+
+def late_columns(table: str) -> list[str]:
+    """Columns of `table` that logs of an older format lack (readers fill them with NaN)."""
+    return [name for added in ADDED.values() for name in (added.get(table) or [])]
+
+
+def missing(handle: Any) -> dict[str, list[str] | None]:
+    """What an open log of an older format lacks of the current layout (see ADDED): table -> columns, or None
+    when the whole table is missing."""
+    lacking: dict[str, list[str] | None] = {}
+    for added in ADDED.values():
+        for table, columns in added.items():
+            if table not in handle:
+                lacking[table] = None
+            elif columns is not None:
+                absent = [name for name in columns if name not in handle[table]]
+                if absent:
+                    lacking[table] = absent
+    return lacking
+
+
+def complete(handle: Any, dim: int) -> None:
+    """Add to a writable log what an older format lacks: empty tables, and columns of NaN for existing rows."""
+    for table, columns in missing(handle).items():
+        if columns is None:
+            create_table(handle.create_group(table, track_order=True), table, dim)
+            continue
+        rows = committed_rows(handle[table])
+        for name in columns:
+            dtype, vector = COLUMNS[table][name]
+            create_column(handle[table], name, dtype, dim if vector else None, CHUNK_ROWS[table], length=rows)
 
 
 def create_column(group: Any, name: str, dtype: str, width: int | None, chunk_rows: int, length: int = 0) -> Any:

@@ -7,23 +7,29 @@ The sense of the study (`minimize`), the metric it optimized (`key`) and the obj
 read from the log's root attributes, as the run worked them out; logs of format 1, which lack them, fall back
 on the rule that run used.
 
+Intermediate reports are in `RunData.reports` (every row, in the order they came); `curve(trial_id)` gives one
+trial's learning curve, from its latest attempt only (a trial in flight when a run was killed runs again from
+its start after resume, and reports again).
+
 Example:
     run = read("runs/soo-branin-20260101-120000.h5")
     ok = run.trials["status"] == "ok"
     run.trials["x"][ok], run.trials["value"][ok], run.config["budget"], run.minimize, run.optimum
+    run.curve(3)["step"], run.curve(3)["value"]
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from pbo.log.layout import ASK_COLUMNS, ASKS, LOG_FORMAT, TREE, TRIAL_COLUMNS, TRIALS, committed_rows
+from pbo.log.layout import (ASK_COLUMNS, ASKS, COLUMNS, LOG_FORMAT, REPORTS, TREE, TRIAL_COLUMNS, TRIALS,
+                            committed_rows, late_columns)
 from pbo.log.storage import LogError, first_line, open_readable
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space, SpaceError
@@ -41,6 +47,9 @@ class RunData:
     asks: dict[str, np.ndarray]
     tree: dict[str, np.ndarray] | None
     metrics: list[str]
+    #: One row per intermediate report (columns of layout.REPORT_COLUMNS and one per metric); empty in logs
+    #: written before format 3.
+    reports: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -95,6 +104,23 @@ class RunData:
         return int(ok[np.argmin(values) if self.minimize else np.argmax(values)])
 
 
+    def latest_attempt(self) -> np.ndarray:
+        """Which report rows belong to their trial's latest attempt: sent after the trial's last dispatch in
+        /asks (a trial re-issued after a resume reports again from its start)."""
+        last_ask: dict[int, int] = {}
+        for cid, seq in zip(self.asks["trial_id"].tolist(), self.asks["seq"].tolist()):
+            last_ask[cid] = max(seq, last_ask.get(cid, seq))
+        return np.array([seq > last_ask.get(cid, -1) for cid, seq in
+                         zip(self.reports["trial_id"].tolist(), self.reports["seq"].tolist())], dtype=bool)
+
+    def curve(self, trial_id: int) -> dict[str, np.ndarray]:
+        """One trial's reports from its latest attempt, in the order they came: `step`, `fidelity`, `value`,
+        `t` and every report metric (NaN where that report lacked it)."""
+        rows = np.flatnonzero((self.reports["trial_id"] == trial_id) & self.latest_attempt())
+        rows = rows[np.argsort(self.reports["seq"][rows], kind="stable")]
+        return {name: column[rows] for name, column in self.reports.items() if name not in ("trial_id", "seq")}
+
+
 def _legacy_minimize(config: dict[str, Any]) -> bool:
     """A format-1 log's sense (it did not record it): the config's `minimize`, else a `module:function`
     objective's `minimize` option; built-in objectives maximize."""
@@ -116,13 +142,22 @@ def read(path: str | Path) -> RunData:
 def _load(handle: h5py.File, path: Path) -> RunData:
     attrs = _attrs(handle, path)
     for table, columns in ((TRIALS, TRIAL_COLUMNS), (ASKS, ASK_COLUMNS)):
-        missing = [name for name in columns if f"{table}/{name}" not in handle]
+        missing = [name for name in columns if f"{table}/{name}" not in handle and name not in late_columns(table)]
         if missing:
             raise LogError(f"{path} is a damaged pbo log: /{table} lacks {', '.join(missing)}")
     trials = _table(handle[TRIALS])
+    rows = len(trials["trial_id"])
+    for name in late_columns(TRIALS):  # logs of an older format
+        trials.setdefault(name, np.full(rows, np.nan))
     tree = _table(handle[TREE]) if TREE in handle else None
+    reports = _table(handle[REPORTS]) if REPORTS in handle else _empty(REPORTS)
     metrics = [name for name in trials if name not in TRIAL_COLUMNS]
-    return RunData(path, attrs, trials, _table(handle[ASKS]), tree, metrics)
+    return RunData(path, attrs, trials, _table(handle[ASKS]), tree, metrics, reports)
+
+
+def _empty(table: str) -> dict[str, np.ndarray]:
+    """A table with no rows (one a log of an older format lacks)."""
+    return {name: np.zeros(0, dtype=dtype) for name, (dtype, _) in COLUMNS[table].items()}
 
 
 def _attrs(handle: h5py.File, path: Path) -> dict[str, Any]:

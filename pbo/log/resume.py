@@ -5,12 +5,16 @@ so merging them by `seq` gives the events in the order the optimizer saw them. R
 fresh optimizer built from the run's first settings restores its state exactly; the candidates asked but
 never finished stay pending in it and are issued again first. Finished evaluations are never re-run.
 
+A trial pruned before the kill is replayed as pruned (event `prune`, with its last reported value and step);
+the pruner's state is rebuilt by replaying every logged report in order (`ResumeState.reports`).
+
 Example:
     state = load_resume("runs/x.h5")
     settings = resume_config(state, given={"budget": 80})   # refuses a changed algorithm, space, ...
     first = state.config                                    # what the optimizer was built from
     opt = make_optimizer(first["algorithm"], state.run.space, seed=first["seed"], budget=first["budget"])
     redo = state.restore(opt)                               # issue these again, then ask for more
+    pruner.replay(state.reports())                          # the pruner as it was at the kill
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ class ResumeState:
         pending = {cand.id: cand for cand in optimizer.pending()}
         return [pending[cid] for cid in self.in_flight]
 
+    def reports(self) -> list[tuple[int, float, float]]:
+        """(trial id, step, value) of every logged report, in the order the pruner judged them: replayed into a
+        fresh pruner, they give it its state at the kill. A trial in flight then runs again from its start; the
+        rungs its first attempt reached are not judged again (ASHA), the decisions made stand."""
+        table = self.run.reports
+        rows = np.argsort(table["seq"], kind="stable")
+        return [(int(table["trial_id"][r]), float(table["step"][r]), float(table["value"][r])) for r in rows]
+
 
 def load_resume(path: str | Path) -> ResumeState:
     """Read a log for resume; a foreign or damaged file raises LogError with one line."""
@@ -102,6 +114,8 @@ def load_resume(path: str | Path) -> ResumeState:
         status = str(trials["status"][row])
         if status == "ok":
             event = {"op": "tell", "id": cid, "value": float(trials["value"][row])}
+        elif status == "pruned":
+            event = {"op": "prune", "id": cid, "value": float(trials["value"][row]), "step": float(trials["step"][row])}
         else:
             event = {"op": "fail", "id": cid, "state": status, "reason": str(trials["error"][row])}
         events.append((int(trials["seq"][row]), event))

@@ -1,8 +1,10 @@
-"""The master's side of the log: one HDF5 file per run, appended per dispatch and per finished trial.
+"""The master's side of the log: one HDF5 file per run, appended per dispatch, per intermediate report and per
+finished trial.
 
-`record_submit`, `record_result` and `record_tree` are the recorder protocol the scheduler calls. Each
-`record_result` is flushed (and fsynced) before it returns, so a trial the scheduler has acknowledged survives
-SIGKILL of the master. The file stays in SWMR mode, so other processes can follow it live (see reader.py).
+`record_submit`, `record_result`, `record_report` and `record_tree` are the recorder protocol the scheduler
+calls. Each `record_result` and `record_report` is flushed (and fsynced) before it returns, so a trial or a
+report the scheduler has acknowledged survives SIGKILL of the master. The file stays in SWMR mode, so other
+processes can follow it live (see reader.py).
 
 Example:
     log = RunLog.create("runs/demo.h5", config=config, space=space, algorithm="lhs", seed=0, n_workers=4)
@@ -26,13 +28,14 @@ import h5py
 import numpy as np
 
 import pbo
-from pbo.log.layout import (ASKS, CHUNK_ROWS, COMMIT, ERROR_BYTES, LOG_FORMAT, STUDY_ATTRS, TREE, TREE_COLUMNS,
-                            TRIAL_COLUMNS, TRIALS, committed_rows, create_column, create_table, encode_text, metric_column, to_json)
+from pbo.log.layout import (ASKS, CHUNK_ROWS, COLUMNS, COMMIT, ERROR_BYTES, LOG_FORMAT, METRIC_TABLES, REPORTS,
+                            RUN_TABLES, SEQ_TABLES, STUDY_ATTRS, TREE, TREE_COLUMNS, TRIALS, committed_rows,
+                            complete, create_column, create_table, encode_text, metric_column, missing, to_json)
 from pbo.log.storage import (LogError, check_not_live, check_space, check_writable, detach, first_line, fsync,
                               open_for_append, open_readable, replacing, rewrite, writer_id)
 from pbo.optimizers.base import Candidate
 from pbo.space import Space
-from pbo.trial import TrialResult
+from pbo.trial import Report, TrialResult
 
 
 def default_path(algorithm: str, objective: str, when: datetime | None = None) -> Path:
@@ -57,7 +60,7 @@ class RunLog:
         except OSError as exc:
             raise LogError(f"cannot open log {path} for writing: {first_line(exc)}") from None
         self.space = Space.from_dict(json.loads(self._file.attrs["space"]))
-        seqs = [self._columns[table]["seq"][: self._rows[table]] for table in (TRIALS, ASKS)]
+        seqs = [self._columns[table]["seq"][: self._rows[table]] for table in SEQ_TABLES]
         self._seq = int(max((s.max() for s in seqs if len(s)), default=-1)) + 1
 
     def _open(self) -> None:
@@ -69,7 +72,8 @@ class RunLog:
             commit = COMMIT[table]
             self._columns[table] = {name: group[name] for name in [*(n for n in group if n != commit), commit]}
             self._rows[table] = committed_rows(group)
-        self._metrics = {name for name in self._columns[TRIALS] if name not in TRIAL_COLUMNS}
+        self._metrics = {table: {name for name in self._columns[table] if name not in COLUMNS[table]}
+                         for table in METRIC_TABLES}
 
     @classmethod
     def create(cls, path: str | Path, *, config: Mapping[str, Any], space: Space, algorithm: str, seed: int,
@@ -92,7 +96,7 @@ class RunLog:
                     "hostname": socket.gethostname(), "n_workers": int(n_workers), "writer": writer_id(),
                     **_study_attrs(study),
                 })
-                for table in (TRIALS, ASKS):
+                for table in RUN_TABLES:
                     create_table(handle.create_group(table, track_order=True), table, space.dim)
         except OSError as exc:
             raise LogError(f"cannot create log {path}: {first_line(exc)}") from None
@@ -105,21 +109,25 @@ class RunLog:
         """Continue an existing log (resume): its committed rows are kept, anything torn by a kill is dropped.
         The `config` attribute keeps the first settings (the optimizer is rebuilt from them); `changes` (e.g. a
         larger budget) go into the `resumes` attribute. Times recorded from now on count from `session_start`
-        (Unix time, default now) and are shifted onto the log's clock. A log of an older format that lacks the
-        `study` attributes gets them, and the current `log_format`."""
+        (Unix time, default now) and are shifted onto the log's clock. A log of an older format gets what it
+        lacks (the `study` attributes, the tables and columns of `layout.ADDED`) and the current `log_format`."""
         path = Path(path)
         check_not_live(path)
         with open_readable(path) as handle:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
             start_time = float(handle.attrs["start_time"])
-            missing = study is not None and any(name not in handle.attrs for name in STUDY_ATTRS)
+            no_study = study is not None and any(name not in handle.attrs for name in STUDY_ATTRS)
+            old = bool(missing(handle))
+            dim = len(json.loads(handle.attrs["space"]))
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers),
                         "settings": dict(changes or {})})
         attrs = {"resumes": to_json(resumes), "n_workers": int(n_workers), "writer": writer_id()}
-        if missing:
-            attrs.update(_study_attrs(study), log_format=LOG_FORMAT)
+        if no_study:
+            attrs.update(_study_attrs(study))
+        if no_study or old:
+            attrs["log_format"] = LOG_FORMAT
         try:
-            rewrite(path, attrs=attrs)
+            rewrite(path, attrs=attrs, change=(lambda handle: complete(handle, dim)) if old else None)
         except OSError as exc:
             raise LogError(f"cannot rewrite log {path} for resume: {first_line(exc)}") from None
         log = cls(path, durable=durable)
@@ -138,20 +146,23 @@ class RunLog:
         """A trial finished; it is on disk when this returns. Raises LogError, before writing anything, when the
         disk is nearly full, so a run stops with its file intact rather than when a write fails half-way."""
         check_space(self.path.parent)
-        metrics = {metric_column(k): _as_float(v) for k, v in result.metrics.items()}
-        new = sorted(set(metrics) - self._metrics)
-        if new:
-            def add_columns(handle: h5py.File) -> None:
-                for name in new:
-                    create_column(handle[TRIALS], name, "f8", None, CHUNK_ROWS[TRIALS], length=self._rows[TRIALS])
-            self._restructure(add_columns)
+        metrics = self._metric_values(TRIALS, result.metrics)
         status = getattr(result.status, "value", result.status)
         row = {"trial_id": result.trial_id, "u": self._vector(result.u), "x": self._numbers(result.params),
                "value": result.value, "status": str(status), "worker": result.worker,
                "device": encode_text(result.device, 64), "t_submit": result.t_submit + self._offset,
                "t_start": result.t_start + self._offset, "t_end": result.t_end + self._offset,
-               "error": encode_text(result.error, ERROR_BYTES), **metrics}
+               "error": encode_text(result.error, ERROR_BYTES), "step": result.step, **metrics}
         self._append(TRIALS, row, sync=self.durable)
+
+    def record_report(self, report: Report) -> None:
+        """An intermediate report of a running trial; on disk when this returns, like a result (the pruner's
+        state is rebuilt from these rows on resume)."""
+        check_space(self.path.parent)
+        metrics = self._metric_values(REPORTS, report.metrics)
+        row = {"trial_id": report.trial_id, "step": report.step, "fidelity": report.fidelity, "value": report.value,
+               "worker": report.worker, "t": report.t + self._offset, **metrics}
+        self._append(REPORTS, row, sync=self.durable)
 
     def record_tree(self, optimizer: Any) -> None:
         """Replace /tree by the optimizer's `tree_table()`; optimizers without a tree (None) are ignored."""
@@ -213,6 +224,17 @@ class RunLog:
             detach(self._file)
             self._detached = True
             raise LogError(f"cannot write log {self.path}: {first_line(exc)}") from None
+
+    def _metric_values(self, table: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """A row's metrics by column name; a metric seen for the first time gets its column (NaN before)."""
+        values = {metric_column(k, table): _as_float(v) for k, v in metrics.items()}
+        new = sorted(set(values) - self._metrics[table])
+        if new:
+            def add_columns(handle: h5py.File) -> None:
+                for name in new:
+                    create_column(handle[table], name, "f8", None, CHUNK_ROWS[table], length=self._rows[table])
+            self._restructure(add_columns)
+        return values
 
     def _restructure(self, change: Callable[[h5py.File], Any]) -> None:
         """Add datasets: SWMR cannot create them, so rewrite the file with them and reopen (see storage.py)."""
