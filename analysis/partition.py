@@ -23,9 +23,10 @@ from matplotlib.patches import Rectangle
 from analysis.plotting import axes_or_new, axis_label, panels, value_colormap
 from analysis.runs import Run
 
-STATES = ("evaluated", "inherited", "approximated", "pending", "failed")
-MARKERS = {"evaluated": "o", "inherited": "s", "approximated": "X", "pending": "^", "failed": "v"}
-STATE_COLORS = {"evaluated": "C0", "inherited": "C2", "approximated": "C1", "pending": "0.6", "failed": "C3"}
+STATES = ("evaluated", "inherited", "approximated", "pending", "failed", "pruned")
+MARKERS = {"evaluated": "o", "inherited": "s", "approximated": "X", "pending": "^", "failed": "v", "pruned": "D"}
+STATE_COLORS = {"evaluated": "C0", "inherited": "C2", "approximated": "C1", "pending": "0.6", "failed": "C3",
+              "pruned": "C4"}
 MAX_PAIRS = 6
 
 

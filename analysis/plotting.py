@@ -11,10 +11,10 @@ from matplotlib import colormaps
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
-from analysis.runs import FAILED, OK, TIMEOUT, Run
+from analysis.runs import FAILED, OK, PRUNED, TIMEOUT, Run
 
 ALGORITHM_COLORS = {"soo": "C0", "bamsoo": "C1", "bo": "C2", "lhs": "C3", "random": "C4"}
-STATUS_COLORS = {OK: "#4c9f70", FAILED: "#d1495b", TIMEOUT: "#edae49"}
+STATUS_COLORS = {OK: "#4c9f70", FAILED: "#d1495b", TIMEOUT: "#edae49", PRUNED: "#7b6fb0"}
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 4.0, **kw) -> tuple[Figure, list]:

@@ -18,7 +18,7 @@ from pbo.log import read
 from pbo.log.storage import LogError
 from pbo.space import Space
 
-OK, FAILED, TIMEOUT = "ok", "failed", "timeout"
+OK, FAILED, TIMEOUT, PRUNED = "ok", "failed", "timeout", "pruned"
 
 
 class AnalysisError(ValueError):

@@ -77,6 +77,8 @@ class AskAhead:
 def tell(optimizer: Optimizer, result: TrialResult) -> None:
     if result.status is TrialState.OK:
         optimizer.tell(result.trial_id, result.value)
+    elif result.status is TrialState.PRUNED:
+        optimizer.tell_pruned(result.trial_id, result.value, result.step)
     else:
         optimizer.tell_failure(result.trial_id, result.error, result.status)
 

@@ -23,6 +23,7 @@ import yaml
 
 from pbo.optimizers import ALGORITHMS, optimizer_class
 from pbo.asker import ASK_AHEAD_MODES
+from pbo.pruners import PRUNERS, make_pruner
 
 DEFAULT_STUDY = Path(__file__).parent / "studies" / "tiny_llm.yaml"
 
@@ -133,6 +134,14 @@ OPTIONS: list[Option] = [
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),
     Option("isolate", boolean(), True, "run each evaluation in a child process of its worker"),
+    Option("pruner", text(tuple(PRUNERS)), "none",
+           "stop trials early from their intermediate reports: " + " | ".join(PRUNERS), "NAME", raw=True),
+    Option("pruner_options", mapping(), {},
+           "the pruner's own options (median: warmup_trials, warmup_steps; asha: eta, min_resource)", "YAML"),
+    Option("prune_grace", positive_number(), 30.0,
+           "seconds a trial told to stop may take to end before it is killed (it is recorded as pruned)", "SEC"),
+    Option("report_raises", boolean(), False,
+           "report() raises pbo.trial.TrialPruned instead of returning False when the trial is to stop"),
     Option("max_failures", integer(low=0, optional=True), None,
            "stop the run once more than this many trials failed or timed out", "N"),
     Option("gpus_per_worker", integer(low=1), 1, "GPUs pinned to each worker", "G"),
@@ -169,6 +178,10 @@ def build_config(values: Mapping[str, Any]) -> Config:
             raise ConfigError(f"{opt.name}: {exc}") from None
     if config.objective is None:
         raise ConfigError("no objective: set `objective` in the config file or give --objective")
+    try:
+        make_pruner(config.pruner, **config.pruner_options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"pruner_options: {exc}") from None
     if config.ask_ahead == "always" and not optimizer_class(config.algorithm).order_free_replay:
         able = [name for name in ALGORITHMS if optimizer_class(name).order_free_replay]
         raise ConfigError(f"ask_ahead: {config.algorithm} cannot ask ahead (its proposals depend on when results "

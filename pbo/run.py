@@ -30,7 +30,8 @@ from pbo.objectives import Objective, ObjectiveError
 from pbo.optimizers import Optimizer
 from pbo.scheduler import RunSummary, run_study
 from pbo.space import SpaceError
-from pbo.study import build_objective, build_optimizer, study_attributes
+from pbo.pruners import Pruner
+from pbo.study import build_objective, build_optimizer, build_pruner, study_attributes
 from pbo.trial import TrialResult, TrialState, WorkerStartError
 from pbo.worker import Evaluator, host
 
@@ -90,6 +91,9 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         if objective.check is not None:
             objective.check(optimizer.space)
         redo = resumed.restore(optimizer) if resumed is not None else []
+        pruner = build_pruner(config, objective)
+        if resumed is not None and pruner is not None:
+            pruner.replay(resumed.reports())
         backend = backend_type.from_settings(config, objective, comm=comm, ranks_on_node=ranks)
         log = open_log(config, optimizer.space, len(backend.workers), resumed, backend.start_time,
                        study=study_attributes(config, objective))
@@ -106,7 +110,7 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
     try:
         return execute(config, objective, optimizer, backend, log, redo=redo,
                        dispatched=0 if resumed is None else resumed.n_asked,
-                       baseline_done=resumed is not None and resumed.has_baseline)
+                       baseline_done=resumed is not None and resumed.has_baseline, pruner=pruner)
     finally:
         if log is not None:
             log.close()
@@ -129,7 +133,8 @@ def initialize_worker(ranks_on_node: list[int], settings: Mapping[str, Any], ran
     binding = gpu.bind(rank, ranks_on_node, gpus_per_worker=config.gpus_per_worker, gpu_count=config.gpus,
                        master_gpu=config.master_gpu)
     evaluator = Evaluator(build_objective(config), rank, isolate=config.isolate, timeout=config.timeout,
-                          device=binding.label(host()), clock=clock)
+                          device=binding.label(host()), clock=clock, grace=config.prune_grace,
+                          report_raises=config.report_raises)
     return evaluator, binding.warning
 
 
@@ -141,9 +146,10 @@ def _cancel_workers(comm: Any) -> None:
 
 def execute(config: Config, objective: Objective, optimizer: Optimizer, backend: Backend,
             recorder: RunLog | None = None, *, redo: Sequence[Any] = (), dispatched: int = 0,
-            baseline_done: bool = False) -> int:
-    """Start the workers, run the study, stop the workers, report; returns the exit code. A resumed run gives
-    the candidates to issue again, the evaluations already counted and whether its baseline is done."""
+            baseline_done: bool = False, pruner: Pruner | None = None) -> int:
+    """Start the workers, run the study (judging reports with `pruner`), stop the workers, report; returns the
+    exit code. A resumed run gives the candidates to issue again, the evaluations already counted and whether its
+    baseline is done."""
     print(f"pbo: {config.algorithm} on {objective.name}, budget {config.budget}, {len(backend.workers)} "
           f"{backend.name} worker(s); master pid {os.getpid()} on {host()}", flush=True)
     try:
@@ -163,7 +169,7 @@ def execute(config: Config, objective: Objective, optimizer: Optimizer, backend:
         summary = run_study(optimizer, backend, budget=config.budget, recorder=recorder,
                             baseline=objective.baseline is not None and not baseline_done,
                             max_failures=config.max_failures, ask_ahead=config.ask_ahead, should_stop=stop,
-                            on_result=progress, redo=redo, dispatched=dispatched)
+                            on_result=progress, redo=redo, dispatched=dispatched, pruner=pruner)
     except LogError as exc:  # the disk filled up: everything acknowledged so far is in the log
         print(f"pbo: error: {exc}; the run can be resumed with --resume {recorder.path} once there is room",
               file=sys.stderr, flush=True)
@@ -196,12 +202,15 @@ def _no_success(summary: RunSummary) -> str:
         return "pbo: error: no successful evaluation: no trial ran"
     errors = [r.error for r in summary.results if r.trial_id != 0 and r.status is not TrialState.OK and r.error]
     first = f" (first error: {errors[0].splitlines()[0]})" if errors else ""
-    return f"pbo: error: no successful evaluation: all {summary.evaluations} trials failed or timed out{first}"
+    how = "failed, timed out or were pruned" if summary.pruned else "failed or timed out"
+    return f"pbo: error: no successful evaluation: all {summary.evaluations} trials {how}{first}"
 
 
 def _progress(result: TrialResult, summary: RunSummary) -> None:
     if result.status is TrialState.OK:
         what = f"value {result.value:.6g}"
+    elif result.status is TrialState.PRUNED:
+        what = f"value {result.value:.6g} at step {result.step:g}"
     else:
         what = result.error
     best = "-" if summary.best is None else f"{summary.best.value:.6g}"
@@ -211,7 +220,9 @@ def _progress(result: TrialResult, summary: RunSummary) -> None:
 
 def _report(summary: RunSummary, optimizer: Optimizer, virtual_clock: bool, wall: float, cpu: float) -> None:
     clock = "virtual " if virtual_clock else ""
-    print(f"pbo: {summary.evaluations} evaluations ({summary.failures} failed) on {summary.n_workers} worker(s) "
+    pruned = f", {summary.pruned} pruned" if summary.pruned else ""
+    print(f"pbo: {summary.evaluations} evaluations ({summary.failures} failed{pruned}) on {summary.n_workers} "
+          f"worker(s) "
           f"in {summary.makespan:.3f} s {clock}({summary.makespan / 3600:.2f} h); utilization "
           f"{summary.utilization:.3f}; master CPU {cpu:.2f} s, wall {wall:.2f} s; median dispatch latency "
           f"{summary.median_latency * 1000:.2f} ms", flush=True)

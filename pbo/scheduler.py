@@ -6,6 +6,9 @@ worker, wait for the next outcome, read the clock), so the same loop drives in-p
 and the simulated cluster.
 
 Asking ahead, the optimizer on a thread of its own: see `pbo.asker`.
+
+Intermediate reports of running trials come through the same wait: each is recorded, judged by the pruner
+(`pbo.pruners`) and answered at once (go on or stop), before the next result is looked at.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 from pbo.asker import AskAhead, InlineAsker, ThreadAsker
 from pbo.backends import Backend
 from pbo.optimizers.base import Candidate, Optimizer
-from pbo.trial import Outcome, Task, TrialResult, TrialState, WorkerStartError  # noqa: F401 - re-exported
+from pbo.pruners import Pruner
+from pbo.trial import Outcome, Report, Task, TrialResult, TrialState, WorkerStartError  # noqa: F401 - re-exported
 
 
 #: Longest wait for an asker's thread before looking at the stop flag again (seconds).
@@ -35,6 +39,8 @@ class Recorder(Protocol):
 
     def record_result(self, result: TrialResult) -> None: ...
 
+    def record_report(self, report: Report) -> None: ...
+
     def record_tree(self, optimizer: Optimizer) -> None: ...
 
 
@@ -43,6 +49,10 @@ class RunSummary:
     n_workers: int
     evaluations: int = 0
     failures: int = 0
+    #: Trials stopped early (not failures: they count neither as successes nor towards max_failures).
+    pruned: int = 0
+    #: Intermediate reports received.
+    reports: int = 0
     best: TrialResult | None = None
     makespan: float = 0.0
     busy: float = 0.0
@@ -66,7 +76,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
               baseline: bool = False, max_failures: int | None = None, ask_ahead: str = "auto",
               should_stop: Callable[[], bool] = lambda: False,
               on_result: Callable[[TrialResult, RunSummary], None] | None = None,
-              redo: Sequence[Candidate] = (), dispatched: int = 0) -> RunSummary:
+              redo: Sequence[Candidate] = (), dispatched: int = 0, pruner: Pruner | None = None) -> RunSummary:
     """Evaluate `budget` candidates (plus the objective's baseline as trial 0 if `baseline`).
 
     A resumed run passes the candidates that were in flight when it was killed as `redo` (issued again
@@ -78,6 +88,9 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     optimizer has nothing to propose and nothing pending (the space is exhausted), when more than
     `max_failures` trials failed, or when `should_stop()` turns true (a signal); work still in flight is then
     abandoned, never told.
+
+    A report of a running trial is recorded, given to `pruner` (if any) and answered; a trial told to stop is
+    not judged again, and comes back as `pruned`.
     """
     summary = RunSummary(len(backend.workers))
     idle: deque[int] = deque(backend.workers)
@@ -89,6 +102,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     threaded = backend.allows_threads and policy.allowed(optimizer, n_workers)
     asker = (ThreadAsker if threaded else InlineAsker)(optimizer, budget - dispatched, policy, n_workers)
     sign = -1.0 if optimizer.minimize else 1.0
+    stopping: set[int] = set()  # trials told to stop, not back yet
 
     def dispatch(worker: int, task: Task, candidate: Candidate | None) -> None:
         t_submit = backend.now()
@@ -98,6 +112,18 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             recorder.record_submit(candidate, worker, t_submit)
         in_flight[task.trial_id] = (candidate, t_submit)
         backend.submit(worker, task)
+
+    def judge(report: Report) -> None:
+        go_on = report.trial_id in in_flight and report.trial_id not in stopping
+        if go_on:
+            summary.reports += 1
+            if recorder is not None:
+                recorder.record_report(report)
+            if pruner is not None and in_flight[report.trial_id][0] is not None and pruner.should_stop(
+                    report.trial_id, report.step, report.value):
+                stopping.add(report.trial_id)
+                go_on = False
+        backend.answer(report, go_on)
 
     if baseline and idle:
         dispatch(idle.popleft(), Task(0, {}, baseline=True), None)
@@ -123,7 +149,11 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             outcome = backend.wait(lambda: should_stop() or bool(idle) and asker.ready())
             if outcome is None:
                 continue
+            if isinstance(outcome, Report):
+                judge(outcome)
+                continue
             candidate, t_submit = in_flight.pop(outcome.trial_id)
+            stopping.discard(outcome.trial_id)
             result = _result(outcome, candidate, t_submit)
             # The worker's clock may run a little ahead of the master's on another node (or be unknown: NaN).
             finished[outcome.worker] = outcome.t_end if outcome.t_end <= outcome.t_received else outcome.t_received
@@ -134,7 +164,9 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                 if recorder is not None and optimizer.has_tree:  # never asks on a thread: its tells are applied
                     recorder.record_tree(optimizer)
                 summary.evaluations += 1
-                if result.status is not TrialState.OK:
+                if result.status is TrialState.PRUNED:
+                    summary.pruned += 1
+                elif result.status is not TrialState.OK:
                     summary.failures += 1
                 elif summary.best is None or sign * result.value > sign * summary.best.value:
                     summary.best = result
@@ -159,6 +191,6 @@ def _result(outcome: Outcome, candidate: Candidate | None, t_submit: float) -> T
         trial_id=outcome.trial_id,
         params={} if candidate is None else dict(candidate.params),
         u=np.zeros(0) if candidate is None else candidate.u.copy(),
-        status=status, value=outcome.value if status is TrialState.OK else math.nan,
+        status=status, value=outcome.value if status in (TrialState.OK, TrialState.PRUNED) else math.nan,
         metrics=dict(outcome.metrics), worker=outcome.worker, device=outcome.device,
-        t_submit=t_submit, t_start=outcome.t_start, t_end=outcome.t_end, error=error)
+        t_submit=t_submit, t_start=outcome.t_start, t_end=outcome.t_end, error=error, step=outcome.step)

@@ -14,6 +14,7 @@ from pbo.config import Config, ConfigError
 from pbo.objectives import Objective, resolve_objective
 from pbo.objectives.cost import CostModel, delayed
 from pbo.optimizers import Optimizer, make_optimizer
+from pbo.pruners import Pruner, make_pruner
 from pbo.space import Space
 
 
@@ -52,3 +53,10 @@ def study_attributes(config: Config, objective: Objective) -> dict[str, Any]:
 def build_optimizer(config: Config, objective: Objective) -> Optimizer:
     return make_optimizer(config.algorithm, build_space(config, objective), seed=config.seed,
                           minimize=minimizes(config, objective), budget=config.budget, **config.optimizer)
+
+
+def build_pruner(config: Config, objective: Objective) -> Pruner | None:
+    """The run's pruner in the study's sense, or None for `pruner: none`."""
+    if config.pruner == "none":
+        return None
+    return make_pruner(config.pruner, minimize=minimizes(config, objective), **config.pruner_options)

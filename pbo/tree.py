@@ -30,7 +30,9 @@ import numpy as np
 from pbo.space import Space
 
 EVALUATED, INHERITED, APPROXIMATED, PENDING, FAILED = "evaluated", "inherited", "approximated", "pending", "failed"
-STATES = (EVALUATED, INHERITED, APPROXIMATED, PENDING, FAILED)
+#: A centre whose trial was stopped early: its value is the trial's last report (a low-fidelity value).
+PRUNED = "pruned"
+STATES = (EVALUATED, INHERITED, APPROXIMATED, PENDING, FAILED, PRUNED)
 #: States whose value came from a real evaluation of the objective at the node's centre.
 REAL = (EVALUATED, INHERITED)
 #: Below this unit-cube width a side is not split again: centres would collide within the 1e-12 rounding

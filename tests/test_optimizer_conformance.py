@@ -97,6 +97,32 @@ def test_failures_and_timeouts_do_not_stop_the_run(name):
     assert opt.ask() is not None
 
 
+def pruned_run(opt, n_evals=16):
+    """Sequential asks; every third trial is pruned at step 2 with a value far better than any real one (a
+    low-fidelity value the optimizer must not take as final)."""
+    for _ in range(n_evals):
+        cand = opt.ask()
+        if cand.id % 3 == 0:
+            opt.tell_pruned(cand.id, 1e6, 2)
+        else:
+            opt.tell(cand.id, BRANIN(cand.params))
+
+
+def test_a_pruned_trial_is_never_a_success_nor_proposed_again_and_replays(name):
+    opt = build(name, budget=30)
+    pruned_run(opt)
+    pruned = [t for t in opt.trials.values() if t.state is TrialState.PRUNED]
+    assert len(pruned) == 5 and all(t.value == 1e6 for t in pruned)
+    assert opt.best().state is TrialState.OK and opt.best().value < 1e6
+    assert len(opt.completed()[1]) == 11  # the GP data, where there is one: successes only
+    restored = build(name, budget=30)
+    restored.load_state_dict(opt.state_dict())
+    assert [t.state for t in restored.trials.values()] == [t.state for t in opt.trials.values()]
+    more = [opt.ask() for _ in range(4)]
+    assert [c.u.tolist() for c in more] == [restored.ask().u.tolist() for _ in range(4)]
+    assert not any(np.allclose(c.u, t.candidate.u) for c in more for t in pruned)
+
+
 def test_same_seed_gives_the_same_run(name):
     runs = []
     for _ in range(2):

@@ -193,6 +193,25 @@ def test_failures_rank_below_values_and_never_crash():
     assert opt.tree_table()["state"].tolist().count("failed") == len(failed)
 
 
+def test_a_pruned_centre_and_the_middle_child_sharing_it_rank_by_the_last_report():
+    opt = SOO(unit_space(1), minimize=True)
+    root = opt.ask()
+    opt.tell_pruned(root.id, 0.25, 3)  # minimize: the score is -0.25
+    assert (opt.tree.root.state, opt.tree.root.value) == ("pruned", -0.25)
+    for cand in (opt.ask(), opt.ask()):  # the root's side children; the middle one shares its centre
+        opt.tell(cand.id, 1.0)
+    middle = opt.tree.nodes[2]
+    assert (middle.state, middle.value) == ("pruned", -0.25)
+    assert opt.tree_table()["value"][0] == 0.25  # in the user's sign
+    assert opt._best_leaf(1) is middle  # -0.25 beats the side children's -1.0
+
+
+def test_a_pruned_centre_that_never_reported_is_a_failed_one():
+    opt = SOO(unit_space(1))
+    opt.tell_pruned(opt.ask().id, None)
+    assert opt.tree.root.state == FAILED
+
+
 def test_failure_policy_never_leaves_failed_cells_unsplit():
     opt = SOO(unit_space(3), failure="never")
     run_with_failures(opt, 150)

@@ -2,8 +2,9 @@
 
 An optimizer is a state machine with no knowledge of MPI, files or GPUs. `ask()` proposes a candidate or
 returns None when nothing can be proposed until pending results come back; several candidates may be
-outstanding at once. `tell()` / `tell_failure()` report a result. Subclasses override small hooks only:
-`_ask()` returns a `Proposal` in the unit cube, `_tell()` / `_tell_failure()` take results (always as a
+outstanding at once. `tell()` / `tell_failure()` / `tell_pruned()` report a result. Subclasses override small
+hooks only: `_ask()` returns a `Proposal` in the unit cube, `_tell()` / `_tell_failure()` / `_tell_pruned()`
+take results (always as a
 score to maximize), so the base class owns ids, pending candidates, duplicate detection, the minimize
 sign, NaN -> failure, the incumbent and the replayable event history used for save/restore.
 
@@ -54,7 +55,8 @@ class Candidate:
 
 @dataclass
 class Trial:
-    """A candidate and what became of it. `score` is the value in maximize sign (None unless OK)."""
+    """A candidate and what became of it. `score` is the value in maximize sign (None unless OK, or pruned after
+    a report: then the last reported value)."""
 
     candidate: Candidate
     state: TrialState = TrialState.PENDING
@@ -131,11 +133,28 @@ class Optimizer:
         state = TrialState(state)
         if not state.is_finished() or state is TrialState.OK:
             raise ValueError(f"tell_failure takes a failed or timeout state, got {state.value}")
+        if state is TrialState.PRUNED:
+            raise ValueError("a pruned trial is told with tell_pruned (it has a value and a step)")
         trial = self._pending_trial(candidate_id)
         trial.state, trial.reason = state, str(reason)
         self._n_pending -= 1
         self._events.append({"op": "fail", "id": candidate_id, "state": state.value, "reason": trial.reason})
         self._tell_failure(trial)
+
+    def tell_pruned(self, candidate_id: int, value: float | None, step: float = math.nan) -> None:
+        """Report that a pending candidate was stopped early at `step`, its last reported value being `value`.
+
+        That value is a low-fidelity one: it never counts as a success (best(), completed() and the GP data
+        leave it out) and the point is not proposed again. By default a pruned trial is treated as a failed
+        one; tree methods give its cell the reported value instead (`_tell_pruned`, docs/algorithms.md)."""
+        trial = self._pending_trial(candidate_id)
+        trial.state, trial.reason = TrialState.PRUNED, f"pruned at step {step:g}"
+        if value is not None and math.isfinite(float(value)):
+            trial.value = float(value)
+            trial.score = -trial.value if self.minimize else trial.value
+        self._n_pending -= 1
+        self._events.append({"op": "prune", "id": candidate_id, "value": trial.value, "step": float(step)})
+        self._tell_pruned(trial)
 
     def best(self) -> Trial | None:
         """The best finished trial so far (in the user's sign), or None before the first success."""
@@ -217,6 +236,8 @@ class Optimizer:
                 self.tell(event["id"], event["value"])
             elif op == "fail":
                 self.tell_failure(event["id"], event.get("reason", ""), TrialState(event.get("state", "failed")))
+            elif op == "prune":
+                self.tell_pruned(event["id"], event.get("value"), event.get("step", math.nan))
             else:
                 raise ReplayError(f"unknown event {op!r} in saved state")
 
@@ -230,6 +251,11 @@ class Optimizer:
 
     def _tell_failure(self, trial: Trial) -> None:
         """A pending trial failed or timed out; default: it simply stays out of the data."""
+
+    def _tell_pruned(self, trial: Trial) -> None:
+        """A pending trial was stopped early (`trial.score`: its last report, None if it never reported);
+        default: as a failure, out of the data."""
+        self._tell_failure(trial)
 
     # ---- internals ----------------------------------------------------------------------------------------
 

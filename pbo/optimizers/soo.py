@@ -16,6 +16,9 @@ again (a child whose centre is pending waits for that trial instead). `"always"`
 compete in every sweep; `"never"` keeps them out, and ask() then returns None until a result comes back,
 which spends evaluations best but leaves workers waiting (figures in docs/benchmarks.md).
 
+Pruned trials (stopped early by a pruner): the cell ranks by the trial's last reported value, state `pruned`
+(a failure when it never reported); the point is not evaluated again.
+
 Failures: a failed node ranks below every valued one (`failure="worst"`, so it is expanded only when it is
 the best leaf at its depth and nothing shallower was expanded in that sweep, which keeps SOO's guarantee of
 eventually refining every cell) or is never expanded (`failure="never"`). Failed points stay failed: a
@@ -41,7 +44,7 @@ import numpy as np
 
 from pbo.optimizers.base import Candidate, Optimizer, Proposal, Trial, TrialState
 from pbo.space import Space
-from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, REAL, Node, Tree, share_edges
+from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, PRUNED, REAL, Node, Tree, share_edges
 
 FAILURE_POLICIES = ("worst", "never")
 #: When a leaf whose centre is being evaluated may be split (see the module docstring).
@@ -151,6 +154,15 @@ class SOO(Optimizer):
         for node_id in self._waiters.pop(trial.candidate.id):
             self.tree.set_value(node_id, math.nan, FAILED)
 
+    def _tell_pruned(self, trial: Trial) -> None:
+        """A pruned centre ranks by its last reported value (a failure when it never reported): see
+        docs/algorithms.md, "Pruned trials"."""
+        if trial.score is None:
+            self._tell_failure(trial)
+            return
+        for node_id in self._waiters.pop(trial.candidate.id):
+            self.tree.set_value(node_id, trial.score, PRUNED)
+
     # ---- the algorithm -----------------------------------------------------------------------------------
 
     def _resolve(self, node: Node) -> bool:
@@ -163,6 +175,8 @@ class SOO(Optimizer):
             self._waiters[known.candidate.id].append(node.id)
         elif known.state is TrialState.OK:
             self.tree.set_value(node.id, known.score, INHERITED)
+        elif known.state is TrialState.PRUNED and known.score is not None:
+            self.tree.set_value(node.id, known.score, PRUNED)
         else:
             self.tree.set_value(node.id, math.nan, FAILED)
         return False
