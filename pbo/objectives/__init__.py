@@ -1,5 +1,6 @@
-"""Objectives by name (`OBJECTIVES`): the synthetic benchmark set, the LLM study, its cheap stand-in
-`llm_landscape`, or a user's `module:function`.
+"""Objectives by name (`OBJECTIVES`): the synthetic benchmark set, `curve` (a synthetic function reached along
+a learning curve it reports, to try pruning), the LLM study, its cheap stand-in `llm_landscape`, or a user's
+`module:function`.
 
 Every rank resolves the objective itself from its name and options (plain config data), so nothing but
 parameters and metrics ever crosses MPI.
@@ -69,6 +70,20 @@ def _landscape(options: Mapping[str, Any]) -> Objective:
                      check=check, baseline=land.baseline)
 
 
+def _curve(options: Mapping[str, Any]) -> Objective:
+    from pbo.objectives.curves import LearningCurve, make_curve
+
+    known = set(LearningCurve.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ObjectiveError(f"objective 'curve' has no option(s) {unknown} (it takes {', '.join(sorted(known))})")
+    try:
+        curve = make_curve(options)
+    except (TypeError, ValueError) as exc:
+        raise ObjectiveError(f"curve: {exc}") from None
+    return Objective("curve", curve, space=curve.function.space(), optimum=curve.function.optimum)
+
+
 def _llm(options: Mapping[str, Any]) -> Objective:
     from pbo.objectives.llm.objective import make_objective  # imports torch: only when asked for
 
@@ -79,6 +94,7 @@ def _llm(options: Mapping[str, Any]) -> Objective:
 #: ObjectiveError). A new built-in is one entry here; anything else is a user's `module:function`.
 OBJECTIVES: dict[str, Callable[[Mapping[str, Any]], Objective]] = {
     **{name: functools.partial(_synthetic, function) for name, function in FUNCTIONS.items()},
+    "curve": _curve,
     "llm": _llm,
     "llm_landscape": _landscape,
 }
