@@ -171,13 +171,14 @@ class Running:
         return taken
 
     def answer(self, go_on: bool) -> None:
-        """The master's answer to the last report: go on, or stop (then a child is killed after the grace)."""
+        """The master's answer to the last report: go on, or stop (then the child is killed after the grace).
+        An inline run has ended before its reports are judged: its answers change nothing."""
+        if self.child is None:
+            return
+        self.child.answer(go_on)
         if not go_on:
             self.stopped = True
-        if self.child is not None:
-            self.child.answer(go_on)
-            if not go_on:
-                self.child.stop(self.grace)
+            self.child.stop(self.grace)
 
     def last_into(self, outcome: Outcome) -> None:
         """Give a pruned outcome the value, metrics and step of the last report (NaN if none)."""
