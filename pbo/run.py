@@ -19,15 +19,17 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 from pbo import gpu
 from pbo.backends import Backend, backend_class
 from pbo.config import Config, ConfigError, build_config, given_values
 from pbo.log import LogError, RunLog
+from pbo.log.resume import ResumeState
 from pbo.log.session import open_log, resume_values
 from pbo.objectives import Objective, ObjectiveError
-from pbo.optimizers import Optimizer
+from pbo.optimizers import Candidate, Optimizer, ReplayDivergence
 from pbo.scheduler import RunSummary, run_study
 from pbo.space import SpaceError
 from pbo.pruners import Pruner
@@ -79,6 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def _restore(resumed: ResumeState, optimizer: Optimizer) -> list[Candidate]:
+    """Replay the log into the optimizer. A decision recomputed otherwise than recorded (another machine's
+    numerics) is one warning line, and the run goes on from the record."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReplayDivergence)
+        redo = resumed.restore(optimizer)
+    for warning in caught:
+        if issubclass(warning.category, ReplayDivergence):
+            print(f"pbo: warning: {warning.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return redo
+
+
 def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int:
     try:
         values, resumed = resume_values(given_values(argv))
@@ -90,7 +106,7 @@ def _main(argv: Sequence[str] | None, comm: Any, ranks: list[int] | None) -> int
         optimizer = build_optimizer(first, objective)
         if objective.check is not None:
             objective.check(optimizer.space)
-        redo = resumed.restore(optimizer) if resumed is not None else []
+        redo = _restore(resumed, optimizer) if resumed is not None else []
         pruner = build_pruner(config, objective)
         if resumed is not None and pruner is not None:
             pruner.replay(resumed.reports())

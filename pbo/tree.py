@@ -126,14 +126,16 @@ class Tree:
         parts = min(k, last - first)
         return edges[[first + round(j * (last - first) / parts) for j in range(parts + 1)]]
 
-    def expand(self, node_id: int, k: int = 3) -> list[Node]:
-        """Split a leaf into k children (fewer on a discrete side with fewer values), in coordinate order."""
+    def expand(self, node_id: int, k: int = 3, side: int | None = None) -> list[Node]:
+        """Split a leaf into k children (fewer on a discrete side with fewer values), in coordinate order, along
+        `side` (default: `split_side`; replay passes the recorded one)."""
         node = self.nodes[node_id]
         if node.expanded:
             raise ValueError(f"node {node_id} is already expanded")
-        side = self.split_side(node)
-        if side is None:
-            raise ValueError(f"node {node_id} cannot be split further")
+        side = self.split_side(node) if side is None else int(side)
+        if side is None or not (0 <= side < self.dim and self._splittable(node, side)):
+            raise ValueError(f"node {node_id} cannot be split further" if side is None
+                             else f"node {node_id} cannot be split along side {side}")
         self._sides[node.id] = side
         cuts = self._cuts(node, side, k)
         n = len(cuts) - 1

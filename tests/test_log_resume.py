@@ -17,7 +17,7 @@ from pbo.backends.simulated import SimulatedBackend
 from pbo.log import LogError, RunLog, load_resume, read, resume_config
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
-from pbo.optimizers import make_optimizer
+from pbo.optimizers import ReplayDivergence, make_optimizer
 from pbo.optimizers.base import TrialState
 from pbo.scheduler import run_study
 from thread_workers import ThreadWorkers
@@ -119,12 +119,24 @@ def test_changing_what_the_replay_depends_on_is_refused_in_one_line_naming_it(tm
     assert named in str(err.value) and "\n" not in str(err.value) and "budget" not in str(err.value)
 
 
-def test_a_replay_that_diverges_is_refused_in_one_line(tmp_path):
+def test_a_replay_that_recomputes_another_point_goes_on_from_the_logged_one_with_a_warning(tmp_path):
     interrupted(tmp_path / "run.h5")
     with h5py.File(tmp_path / "run.h5", "a") as handle:
         handle["asks/u"][1] = 0.5
-    with pytest.raises(LogError, match="cannot resume .*replay diverged at ask 2"):
-        load_resume(tmp_path / "run.h5").restore(new_optimizer())
+    opt = new_optimizer()
+    with pytest.warns(ReplayDivergence, match=r"resuming .*run.h5: lhs: replay diverged from the record at trial 2 "
+                                              r"\(recorded \[0.5, 0.5, 0.5, 0.5\], recomputed \[0.5"):
+        load_resume(tmp_path / "run.h5").restore(opt)
+    assert opt.trials[2].candidate.u.tolist() == [0.5] * 4 and opt.trials[2].state is TrialState.OK
+
+
+def test_tree_decisions_that_cannot_be_taken_are_refused_in_one_line(tmp_path):
+    interrupted(tmp_path / "run.h5", {**CONFIG, "algorithm": "soo"})
+    with h5py.File(tmp_path / "run.h5", "a") as handle:
+        split = list(handle["decisions/kind"][:]).index(b"split")
+        handle["decisions/node"][split] = 99
+    with pytest.raises(LogError, match="cannot resume .*soo: the decisions recorded with ask 2 do not lead to node"):
+        load_resume(tmp_path / "run.h5").restore(new_optimizer({**CONFIG, "algorithm": "soo"}))
 
 
 def test_a_foreign_or_damaged_file_is_refused_in_one_line(tmp_path):

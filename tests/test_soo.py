@@ -132,11 +132,11 @@ def splits_of_pending_leaves(opt, workers, n):
     value could have been split instead."""
     tree, expand, found = opt.tree, opt.tree.expand, []
 
-    def recording_expand(node_id, k=3):
+    def recording_expand(node_id, k=3, side=None):
         if tree.nodes[node_id].state == PENDING:
             found.append(any(leaf.state != PENDING and tree.can_expand(leaf)
                              for depth in range(tree.depth + 1) for leaf in tree.leaves(depth)))
-        return expand(node_id, k)
+        return expand(node_id, k, side)
 
     tree.expand = recording_expand
     run_parallel(opt, HARTMANN3, n, workers=workers)
@@ -158,7 +158,8 @@ def test_with_expand_pending_never_a_pending_leaf_is_not_split_and_the_ask_waits
     assert opt.ask() is None  # nothing to split while the root's value is unknown
     opt.tell(root.id, HARTMANN3(root.params))
     split_states, expand = [], opt.tree.expand
-    opt.tree.expand = lambda node_id, k=3: split_states.append(opt.tree.nodes[node_id].state) or expand(node_id, k)
+    opt.tree.expand = lambda node_id, k=3, side=None: (split_states.append(opt.tree.nodes[node_id].state)
+                                                       or expand(node_id, k, side))
     rng, pending = np.random.default_rng(0), []
     while len(opt.trials) < 60:
         cand = opt.ask()

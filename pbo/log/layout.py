@@ -16,8 +16,10 @@ import numpy as np
 #: Bumped when the layout changes in a way old readers would misread. 1: the first layout; 2: the root
 #: attributes `minimize`, `key` and `optimum` (logs of format 1 lack them: readers then fall back on the config);
 #: 3: the status `pruned`, the /trials column `step` and the /reports table (older logs lack them: readers see
-#: NaN steps and no reports, and resume adds them).
-LOG_FORMAT = 3
+#: NaN steps and no reports, and resume adds them); 4: the /asks column `told` and the /decisions table, which
+#: resume replays instead of recomputing (older logs lack them: their asks read told NaN, and the tree methods'
+#: asks are recomputed).
+LOG_FORMAT = 4
 
 #: Root attributes every log has (docs/log-format.md says what each holds).
 RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "seed", "space", "start_time",
@@ -26,8 +28,8 @@ RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "s
 #: the effective `minimize`, the objective's `key` and its known `optimum` (NaN when unknown). Since format 2.
 STUDY_ATTRS = ("minimize", "key", "optimum")
 
-TRIALS, ASKS, TREE, REPORTS = "trials", "asks", "tree", "reports"
-COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id", REPORTS: "trial_id"}
+TRIALS, ASKS, TREE, REPORTS, DECISIONS = "trials", "asks", "tree", "reports", "decisions"
+COMMIT = {TRIALS: "trial_id", ASKS: "trial_id", TREE: "node_id", REPORTS: "trial_id", DECISIONS: "trial_id"}
 
 #: Bytes kept of a trial's error text (fixed-length strings: SWMR readers cannot follow variable-length ones).
 ERROR_BYTES = 1024
@@ -41,7 +43,7 @@ TRIAL_COLUMNS: dict[str, tuple[str, bool]] = {
 }
 ASK_COLUMNS: dict[str, tuple[str, bool]] = {
     "trial_id": ("i8", False), "u": ("f8", True), "x": ("f8", True), "worker": ("i8", False),
-    "t_submit": ("f8", False), "seq": ("i8", False),
+    "t_submit": ("f8", False), "seq": ("i8", False), "told": ("f8", False),
 }
 TREE_COLUMNS: dict[str, tuple[str, bool]] = {
     "node_id": ("i8", False), "parent": ("i8", False), "depth": ("i8", False), "lower": ("f8", True),
@@ -52,16 +54,23 @@ REPORT_COLUMNS: dict[str, tuple[str, bool]] = {
     "trial_id": ("i8", False), "step": ("f8", False), "fidelity": ("f8", False), "value": ("f8", False),
     "worker": ("i8", False), "t": ("f8", False), "seq": ("i8", False),
 }
-COLUMNS = {TRIALS: TRIAL_COLUMNS, ASKS: ASK_COLUMNS, TREE: TREE_COLUMNS, REPORTS: REPORT_COLUMNS}
-CHUNK_ROWS = {TRIALS: 64, ASKS: 64, TREE: 256, REPORTS: 256}
+#: One row per decision a tree optimizer took for an ask (pbo.optimizers.soo.DECISION_KINDS), written just before
+#: the ask's /asks row: `seq` is that row's; `side` -1 and `value` NaN where the kind has none.
+DECISION_COLUMNS: dict[str, tuple[str, bool]] = {
+    "trial_id": ("i8", False), "seq": ("i8", False), "kind": ("S8", False), "node": ("i8", False),
+    "side": ("i8", False), "value": ("f8", False),
+}
+COLUMNS = {TRIALS: TRIAL_COLUMNS, ASKS: ASK_COLUMNS, TREE: TREE_COLUMNS, REPORTS: REPORT_COLUMNS,
+           DECISIONS: DECISION_COLUMNS}
+CHUNK_ROWS = {TRIALS: 64, ASKS: 64, TREE: 256, REPORTS: 256, DECISIONS: 256}
 #: Tables every log has from its creation (/tree comes with the first tree).
-RUN_TABLES = (TRIALS, ASKS, REPORTS)
+RUN_TABLES = (TRIALS, ASKS, REPORTS, DECISIONS)
 #: Tables whose rows carry metrics as extra columns, and the one counter `seq` (see resume.py).
 METRIC_TABLES = (TRIALS, REPORTS)
 SEQ_TABLES = (TRIALS, ASKS, REPORTS)
 #: What logs of an older format lack, by table: column names, or None for the whole table. Readers fill them
 #: (NaN columns, an empty table); resume adds them.
-ADDED = {3: {TRIALS: ["step"], REPORTS: None}}
+ADDED = {3: {TRIALS: ["step"], REPORTS: None}, 4: {ASKS: ["told"], DECISIONS: None}}
 
 
 def metric_column(name: str, table: str = TRIALS) -> str:

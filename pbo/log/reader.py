@@ -28,8 +28,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from pbo.log.layout import (ASK_COLUMNS, ASKS, COLUMNS, LOG_FORMAT, REPORTS, TREE, TRIAL_COLUMNS, TRIALS,
-                            committed_rows, late_columns)
+from pbo.log.layout import (ASK_COLUMNS, ASKS, COLUMNS, DECISIONS, LOG_FORMAT, REPORTS, TREE, TRIAL_COLUMNS,
+                            TRIALS, committed_rows, late_columns)
 from pbo.log.storage import LogError, first_line, open_readable
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space, SpaceError
@@ -50,6 +50,9 @@ class RunData:
     #: One row per intermediate report (columns of layout.REPORT_COLUMNS and one per metric); empty in logs
     #: written before format 3.
     reports: dict[str, np.ndarray] = field(default_factory=dict)
+    #: One row per decision a tree optimizer took for an ask (layout.DECISION_COLUMNS); empty in logs written
+    #: before format 4.
+    decisions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -145,14 +148,15 @@ def _load(handle: h5py.File, path: Path) -> RunData:
         missing = [name for name in columns if f"{table}/{name}" not in handle and name not in late_columns(table)]
         if missing:
             raise LogError(f"{path} is a damaged pbo log: /{table} lacks {', '.join(missing)}")
-    trials = _table(handle[TRIALS])
-    rows = len(trials["trial_id"])
-    for name in late_columns(TRIALS):  # logs of an older format
-        trials.setdefault(name, np.full(rows, np.nan))
+    trials, asks = _table(handle[TRIALS]), _table(handle[ASKS])
+    for table, columns in ((TRIALS, trials), (ASKS, asks)):
+        rows = len(columns["trial_id"])
+        for name in late_columns(table):  # logs of an older format
+            columns.setdefault(name, np.full(rows, np.nan))
     tree = _table(handle[TREE]) if TREE in handle else None
-    reports = _table(handle[REPORTS]) if REPORTS in handle else _empty(REPORTS)
+    reports, decisions = (_table(handle[table]) if table in handle else _empty(table) for table in (REPORTS, DECISIONS))
     metrics = [name for name in trials if name not in TRIAL_COLUMNS]
-    return RunData(path, attrs, trials, _table(handle[ASKS]), tree, metrics, reports)
+    return RunData(path, attrs, trials, asks, tree, metrics, reports, decisions)
 
 
 def _empty(table: str) -> dict[str, np.ndarray]:

@@ -1,8 +1,10 @@
 """Resume by replay: rebuild the optimizer's ask/tell history from a log and find what was in flight.
 
 The log records each dispatch in `/asks` and each result in `/trials`, both stamped with one running `seq`,
-so merging them by `seq` gives the events in the order the optimizer saw them. Replaying those events into a
-fresh optimizer built from the run's first settings restores its state exactly; the candidates asked but
+and each ask notes how many results the optimizer had seen (`told`), so they give the events in the order the
+optimizer saw them, even for asks made ahead and recorded later. Replaying those events, with the decisions
+the tree methods recorded for each ask (/decisions), into a fresh optimizer built from the run's first settings
+restores its state, taking every decision from the record (see Optimizer.replay); the candidates asked but
 never finished stay pending in it and are issued again first. Finished evaluations are never re-run.
 
 A trial pruned before the kill is replayed as pruned (event `prune`, with its last reported value and step);
@@ -29,7 +31,7 @@ import numpy as np
 
 from pbo.log.reader import RunData, read
 from pbo.log.storage import LogError
-from pbo.optimizers.base import Candidate, Optimizer, ReplayError
+from pbo.optimizers.base import Candidate, Optimizer, ReplayDivergence, ReplayError
 from pbo.space import Space, SpaceError
 
 #: Settings a resumed run must keep: changing any of them would replay into a different optimizer or objective.
@@ -74,13 +76,18 @@ class ResumeState:
         return float(self.run.attrs["start_time"])
 
     def restore(self, optimizer: Optimizer) -> list[Candidate]:
-        """Replay the history into a fresh optimizer; returns the candidates to issue again, in ask order."""
+        """Replay the history into a fresh optimizer; returns the candidates to issue again, in ask order.
+        A replay that recomputed another decision than the recorded one warns (ReplayDivergence) and goes on
+        from the record; a history that cannot be replayed raises LogError."""
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("ignore", RuntimeWarning)  # NaN results were warned about the first time
+                warnings.simplefilter("always", ReplayDivergence)
                 optimizer.replay(self.events)
         except (ReplayError, KeyError, ValueError) as exc:
             raise LogError(f"cannot resume {self.path}: {exc}") from None
+        for warning in caught:
+            warnings.warn(f"resuming {self.path}: {warning.message}", ReplayDivergence, stacklevel=2)
         pending = {cand.id: cand for cand in optimizer.pending()}
         return [pending[cid] for cid in self.in_flight]
 
@@ -97,14 +104,20 @@ def load_resume(path: str | Path) -> ResumeState:
     """Read a log for resume; a foreign or damaged file raises LogError with one line."""
     run = read(path)
     asks, trials = run.asks, run.trials
+    decisions = _decisions_by_seq(run.decisions)
     events: list[tuple[int, dict[str, Any]]] = []
     asked: set[int] = set()
     for row in np.argsort(asks["seq"], kind="stable"):
-        cid, u = int(asks["trial_id"][row]), asks["u"][row]
+        cid, u, seq = int(asks["trial_id"][row]), asks["u"][row], int(asks["seq"][row])
         if cid in asked or not np.all(np.isfinite(u)):
             continue  # a re-dispatch after an earlier resume, or not an optimizer candidate
         asked.add(cid)
-        events.append((int(asks["seq"][row]), {"op": "ask", "id": cid, "u": u.tolist()}))
+        event: dict[str, Any] = {"op": "ask", "id": cid, "u": u.tolist()}
+        if np.isfinite(asks["told"][row]):
+            event["told"] = int(asks["told"][row])
+        if seq in decisions:
+            event["decisions"] = decisions[seq]
+        events.append((seq, event))
     finished: set[int] = set()
     for row in range(run.n_trials):
         cid = int(trials["trial_id"][row])
@@ -120,9 +133,37 @@ def load_resume(path: str | Path) -> ResumeState:
             event = {"op": "fail", "id": cid, "state": status, "reason": str(trials["error"][row])}
         events.append((int(trials["seq"][row]), event))
     events.sort(key=lambda item: item[0])
-    ordered = [event for _, event in events]
+    ordered = _as_seen([event for _, event in events])
     in_flight = [e["id"] for e in ordered if e["op"] == "ask" and e["id"] not in finished]
     return ResumeState(Path(path), run, ordered, in_flight)
+
+
+def _decisions_by_seq(table: dict[str, np.ndarray]) -> dict[int, list[list[Any]]]:
+    """The /decisions rows grouped by the seq of their /asks row, as [kind, node, side, value] (value None
+    where NaN), in the order they were taken."""
+    grouped: dict[int, list[list[Any]]] = {}
+    for row in range(len(table["trial_id"])):
+        value = float(table["value"][row])
+        grouped.setdefault(int(table["seq"][row]), []).append(
+            [str(table["kind"][row]), int(table["node"][row]), int(table["side"][row]),
+             None if np.isnan(value) else value])
+    return grouped
+
+
+def _as_seen(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events in the order the optimizer saw them: each ask right after the `told` results it had seen
+    when it was asked, though the log records it at its dispatch, which may come after further results (asks
+    ahead). An ask without `told` (logs before format 4) stays where its dispatch put it."""
+    keyed = []
+    results = 0
+    for position, event in enumerate(events):
+        if event["op"] == "ask":
+            keyed.append(((event.get("told", results), 1, position), event))
+        else:
+            results += 1
+            keyed.append(((results, 0, position), event))
+    keyed.sort(key=lambda item: item[0])
+    return [event for _, event in keyed]
 
 
 def resume_config(state: ResumeState, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 
 import pbo
-from pbo.log.layout import (ASKS, CHUNK_ROWS, COLUMNS, COMMIT, ERROR_BYTES, LOG_FORMAT, METRIC_TABLES, REPORTS,
-                            RUN_TABLES, SEQ_TABLES, STUDY_ATTRS, TREE, TREE_COLUMNS, TRIALS, committed_rows,
+from pbo.log.layout import (ASKS, CHUNK_ROWS, COLUMNS, COMMIT, DECISIONS, ERROR_BYTES, LOG_FORMAT, METRIC_TABLES,
+                            REPORTS, RUN_TABLES, SEQ_TABLES, STUDY_ATTRS, TREE, TREE_COLUMNS, TRIALS, committed_rows,
                             complete, create_column, create_table, encode_text, metric_column, missing, to_json)
 from pbo.log.storage import (LogError, check_not_live, check_space, check_writable, detach, first_line, fsync,
                               open_for_append, open_readable, replacing, rewrite, writer_id)
@@ -60,7 +60,10 @@ class RunLog:
         except OSError as exc:
             raise LogError(f"cannot open log {path} for writing: {first_line(exc)}") from None
         self.space = Space.from_dict(json.loads(self._file.attrs["space"]))
-        seqs = [self._columns[table]["seq"][: self._rows[table]] for table in SEQ_TABLES]
+        # /decisions too: its rows are written just before their /asks row, so a kill between leaves a seq that
+        # no /asks row has, which must not be given to the next ask.
+        seqs = [self._columns[table]["seq"][: self._rows[table]] for table in (*SEQ_TABLES, DECISIONS)
+                if table in self._columns]
         self._seq = int(max((s.max() for s in seqs if len(s)), default=-1)) + 1
 
     def _open(self) -> None:
@@ -137,9 +140,20 @@ class RunLog:
     # ---- recorder protocol (called by the scheduler) -------------------------------------------------------
 
     def record_submit(self, candidate: Candidate, worker: int, t_submit: float) -> None:
-        """A candidate was dispatched; flushed (not fsynced) so resume can re-issue it if the run dies."""
+        """A candidate was dispatched; flushed (not fsynced) so resume can re-issue it if the run dies. The
+        decisions its ask took (tree methods) go to /decisions first, so an /asks row never lacks them."""
+        decisions = candidate.meta.get("decisions") or []
+        if decisions:
+            rows = self._rows[DECISIONS] + len(decisions)
+            columns = {"trial_id": np.full(len(decisions), candidate.id), "seq": np.full(len(decisions), self._seq),
+                       "kind": np.array([str(d[0]).encode() for d in decisions]),
+                       "node": np.array([d[1] for d in decisions], dtype=np.int64),
+                       "side": np.array([d[2] for d in decisions], dtype=np.int64),
+                       "value": np.array([math.nan if d[3] is None else d[3] for d in decisions], dtype=float)}
+            self._guarded(lambda: self._write_columns(DECISIONS, columns, rows, sync=False,
+                                                      at=slice(rows - len(decisions), rows)))
         row = {"trial_id": candidate.id, "u": self._vector(candidate.u), "x": self._numbers(candidate.params),
-               "worker": worker, "t_submit": t_submit + self._offset}
+               "worker": worker, "t_submit": t_submit + self._offset, "told": candidate.meta.get("told", math.nan)}
         self._append(ASKS, row, sync=False)
 
     def record_result(self, result: TrialResult) -> None:
@@ -199,8 +213,8 @@ class RunLog:
         self._seq += 1
 
     def _write_columns(self, table: str, values: Mapping[str, Any], rows: int, *, sync: bool,
-                       at: int | None = None) -> None:
-        """Size every column to `rows` and write `values` (one row `at`, or whole columns), commit column last."""
+                       at: int | slice | None = None) -> None:
+        """Size every column to `rows` and write `values` (rows `at`, or whole columns), commit column last."""
         where = slice(None) if at is None else at
         commit = COMMIT[table]
         for name, column in self._columns[table].items():

@@ -6,7 +6,7 @@ import importlib
 import inspect
 from typing import Any
 
-from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayError, Trial, TrialState
+from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayDivergence, ReplayError, Trial, TrialState
 from pbo.space import Space
 
 ALGORITHMS = {
@@ -17,7 +17,7 @@ ALGORITHMS = {
     "random": "pbo.optimizers.random:RandomSearch",
 }
 
-__all__ = ["ALGORITHMS", "Candidate", "Optimizer", "Proposal", "ReplayError", "Trial", "TrialState",
+__all__ = ["ALGORITHMS", "Candidate", "Optimizer", "Proposal", "ReplayDivergence", "ReplayError", "Trial", "TrialState",
            "make_optimizer", "optimizer_class"]
 
 

@@ -50,7 +50,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from pbo.optimizers.base import Trial
-from pbo.optimizers.soo import SOO
+from pbo.optimizers.soo import APPROX, SOO
 from pbo.space import Space
 from pbo.surrogate import GPSurrogate, ModelFittingError
 from pbo.tree import APPROXIMATED, Node
@@ -140,19 +140,15 @@ class BaMSOO(SOO):
         return self.successes()[int(np.argmax(mean))]
 
     def _should_evaluate(self, node: Node) -> bool:
-        lower = None if self._streak >= MAX_APPROXIMATIONS else self._lower_bound_if_hopeless(node)
-        if lower is None:
-            self._streak = 0
-            return True
-        self.tree.set_value(node.id, lower, APPROXIMATED)
-        self.n_approximated += 1
-        self._streak += 1
-        return False
+        evaluate, value = self._judge(node)
+        self._decide(node, evaluate, value)
+        return evaluate
 
-    def _lower_bound_if_hopeless(self, node: Node) -> float | None:
-        """The node's approximated value when mean + B_N sd < f+ at its centre; None when it must be evaluated."""
-        if len(self._real_y) < self.min_points or not self._surrogate_ready():
-            return None
+    def _judge(self, node: Node) -> tuple[bool, float | None]:
+        """The rule for a new child: (True, its GP mean, None without a GP) to evaluate it, or (False, the value
+        to give it) when mean + B_N sd < f+ at its centre."""
+        if self._streak >= MAX_APPROXIMATIONS or len(self._real_y) < self.min_points or not self._surrogate_ready():
+            return True, None
         pending = None
         if self.pending_mode == "believer" and self.n_pending:
             pending = np.array([c.u for c in self.pending()])
@@ -160,13 +156,40 @@ class BaMSOO(SOO):
             mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :],
                                                                       pending=pending))
         except ModelFittingError:
-            return None
+            return True, None
         sd *= self.sd_scale
         bound = confidence_bound(node.id, self.eta)
         if mean + bound * sd >= self._f_plus:
-            self._estimates[node.id] = mean
-            return None
-        return mean if self.approximate_with == "mean" else mean - bound * sd
+            return True, mean
+        return False, mean if self.approximate_with == "mean" else mean - bound * sd
+
+    def _decide(self, node: Node, evaluate: bool, value: float | None) -> None:
+        """Apply a decision on a new child: send it for evaluation (remembering its GP mean, which it competes
+        with while pending), or mark it approximated with `value`."""
+        if evaluate:
+            self._streak = 0
+            if value is not None:
+                self._estimates[node.id] = value
+            return
+        self.tree.set_value(node.id, value, APPROXIMATED)
+        self.n_approximated += 1
+        self._streak += 1
+        self._decisions.append([APPROX, node.id, -1, float(value)])
+
+    def _take_recorded(self, node: Node, evaluate: bool, value: float | None) -> None:
+        """Replay: compare the rule's decision with the recorded one (a warning at the first that differs, see
+        Optimizer.replay), then take the recorded one."""
+        if self._replay_checks:
+            own_evaluate, own_value = self._judge(node)
+            same = own_evaluate == evaluate and (own_value is None) == (value is None) and (
+                value is None or math.isclose(own_value, value, rel_tol=1e-9, abs_tol=1e-12))
+            if not same:
+                self._diverged(f"trial {self._replaying['id']}: node {node.id} {_decision(evaluate, value)} recorded, "
+                               f"{_decision(own_evaluate, own_value)} recomputed")
+        self._decide(node, evaluate, value)
+
+    def _estimate(self, node: Node) -> float | None:
+        return self._estimates.get(node.id)
 
     def _side_scores(self) -> np.ndarray:
         """With a fitted GP, how fast it says the function varies along each side: 1 / its lengthscale."""
@@ -204,3 +227,9 @@ class BaMSOO(SOO):
                                      np.abs(residuals) / (loo_sd * bounds)])
         ratios = ratios[np.isfinite(ratios)]
         return max(1.0, float(ratios.max(initial=1.0)))
+
+
+def _decision(evaluate: bool, value: float | None) -> str:
+    if evaluate:
+        return "evaluated" + ("" if value is None else f" (GP mean {value!r})")
+    return f"approximated by {value!r}"

@@ -32,7 +32,13 @@ from pbo.trial import TrialState  # defined in the low module pbo.trial; importa
 
 
 class ReplayError(RuntimeError):
-    """Replaying a saved history did not reproduce the saved proposals (the state cannot be restored)."""
+    """A saved history cannot be replayed: another algorithm's, an unknown event, an ask out of sequence, or a
+    recorded decision this optimizer could not have taken (the state cannot be restored)."""
+
+
+class ReplayDivergence(RuntimeWarning):
+    """Replaying a saved history recomputed a decision other than the recorded one (e.g. a GP fitted with another
+    BLAS): the recorded decision is kept, so the run continues from the state it had."""
 
 
 @dataclass(frozen=True)
@@ -89,14 +95,18 @@ class Optimizer:
         self._events: list[dict[str, Any]] = []
         self._next_id = self.first_id
         self._n_pending = 0
-        #: During `load_state_dict`, the recorded unit point of the ask being replayed; hooks whose proposals
-        #: are expensive (acquisition optimization) may return it instead of recomputing.
-        self._replay_u: np.ndarray | None = None
+        self._n_told = 0
+        #: During `replay`, the recorded ask event being replayed (see `_replay_u`, `_replay_decisions`).
+        self._replaying: dict[str, Any] | None = None
+        #: Whether replay still recomputes decisions to compare them with the record: until the first divergence.
+        self._replay_checks = True
 
     # ---- public protocol -------------------------------------------------------------------------------
 
     def ask(self) -> Candidate | None:
         proposal = self._ask()
+        if self._replaying is not None:
+            proposal = self._recorded(proposal)
         if proposal is None:
             return None
         u = self.space.snap(np.asarray(proposal.u, dtype=float))
@@ -105,12 +115,17 @@ class Optimizer:
             raise RuntimeError(
                 f"{self.name} proposed {self.space.from_unit(u)} again (trial {known.candidate.id}, "
                 f"{known.state.value}); an optimizer must check lookup() before proposing")
-        cand = Candidate(self._next_id, u, self.space.from_unit(u), dict(proposal.meta))
+        # `told`: the results this ask had seen, so a log that records it at dispatch (after results that came
+        # in meanwhile) is replayed in the order the optimizer saw (see pbo.log.resume).
+        cand = Candidate(self._next_id, u, self.space.from_unit(u), {**proposal.meta, "told": self._n_told})
         self._next_id += 1
         self.trials[cand.id] = Trial(cand)
         self._n_pending += 1
         self._by_key[self._key(u)] = cand.id
-        self._events.append({"op": "ask", "id": cand.id, "u": u.tolist()})
+        event = {"op": "ask", "id": cand.id, "u": u.tolist(), "told": self._n_told}
+        if "decisions" in proposal.meta:
+            event["decisions"] = [list(d) for d in proposal.meta["decisions"]]
+        self._events.append(event)
         return cand
 
     def tell(self, candidate_id: int, value: float | None) -> None:
@@ -125,6 +140,7 @@ class Optimizer:
         trial.score = -trial.value if self.minimize else trial.value
         trial.state = TrialState.OK
         self._n_pending -= 1
+        self._n_told += 1
         self._events.append({"op": "tell", "id": candidate_id, "value": trial.value})
         self._tell(trial)
 
@@ -138,6 +154,7 @@ class Optimizer:
         trial = self._pending_trial(candidate_id)
         trial.state, trial.reason = state, str(reason)
         self._n_pending -= 1
+        self._n_told += 1
         self._events.append({"op": "fail", "id": candidate_id, "state": state.value, "reason": trial.reason})
         self._tell_failure(trial)
 
@@ -153,6 +170,7 @@ class Optimizer:
             trial.value = float(value)
             trial.score = -trial.value if self.minimize else trial.value
         self._n_pending -= 1
+        self._n_told += 1
         self._events.append({"op": "prune", "id": candidate_id, "value": trial.value, "step": float(step)})
         self._tell_pruned(trial)
 
@@ -193,7 +211,8 @@ class Optimizer:
 
     @property
     def n_told(self) -> int:
-        return sum(t.state.is_finished() for t in self.trials.values())
+        """How many asked candidates have a result (success or failure)."""
+        return self._n_told
 
     def lookup(self, u: np.ndarray) -> Trial | None:
         """The trial already asked at the canonical point of `u`, if any (pending or finished)."""
@@ -208,12 +227,7 @@ class Optimizer:
                 "events": [dict(e) for e in self._events]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replay a history on a freshly built optimizer (same space, seed and options).
-
-        Replay calls the same hooks in the same order, so every optimizer gets restore for free, and each
-        recorded ask is checked against the replayed one: a mismatch raises ReplayError instead of silently
-        continuing from a different state.
-        """
+        """Replay a history on a freshly built optimizer (same space, seed and options); see `replay`."""
         if self._events:
             raise ReplayError("load_state_dict needs a fresh optimizer (this one has already asked)")
         if state.get("algorithm") != self.name:
@@ -221,17 +235,24 @@ class Optimizer:
         self.replay(state["events"])
 
     def replay(self, events: list[dict[str, Any]]) -> None:
+        """Rebuild the state from recorded asks and results, taking every decision from the record.
+
+        Each ask is replayed through the same hooks, which may take the recorded decisions (`_replay_u`,
+        `_replay_decisions`) instead of recomputing them; where a hook recomputes, a result other than the
+        recorded one warns once (ReplayDivergence, naming the first divergence) and the record wins, so a run
+        moved to another machine (another BLAS: a GP differing in the last bits) continues from the state it
+        had. ReplayError is left for histories that cannot be replayed at all.
+        """
         for event in events:
             op = event["op"]
             if op == "ask":
-                self._replay_u = np.asarray(event["u"], dtype=float)
+                if event["id"] != self._next_id:
+                    raise ReplayError(f"ask {event['id']} is out of sequence (the next ask is {self._next_id})")
+                self._replaying = event
                 try:
-                    cand = self.ask()
+                    self.ask()
                 finally:
-                    self._replay_u = None
-                if cand is None or cand.id != event["id"] or not np.allclose(cand.u, event["u"], atol=1e-9):
-                    got = None if cand is None else (cand.id, cand.u.tolist())
-                    raise ReplayError(f"replay diverged at ask {event['id']}: recorded {event['u']}, got {got}")
+                    self._replaying = None
             elif op == "tell":
                 self.tell(event["id"], event["value"])
             elif op == "fail":
@@ -240,6 +261,43 @@ class Optimizer:
                 self.tell_pruned(event["id"], event.get("value"), event.get("step", math.nan))
             else:
                 raise ReplayError(f"unknown event {op!r} in saved state")
+
+    @property
+    def _replay_u(self) -> np.ndarray | None:
+        """During `replay`, the recorded unit point of the ask being replayed: hooks whose proposals are
+        expensive (acquisition optimization) return it instead of recomputing."""
+        return None if self._replaying is None else np.asarray(self._replaying["u"], dtype=float)
+
+    @property
+    def _replay_decisions(self) -> list[list[Any]] | None:
+        """During `replay`, the decisions recorded with the ask being replayed (tree methods), else None."""
+        return None if self._replaying is None else self._replaying.get("decisions")
+
+    def _diverged(self, what: str) -> None:
+        """Warn about the first decision of a replay that differs from the record, then stop comparing."""
+        if self._replay_checks:
+            self._replay_checks = False
+            warnings.warn(f"{self.name}: replay diverged from the record at {what}; continuing from the record",
+                          ReplayDivergence, stacklevel=4)
+
+    def _recorded(self, proposal: Proposal | None) -> Proposal:
+        """The proposal of the ask being replayed: the hook's when it is the recorded point, else `_adopt`'s."""
+        event = self._replaying
+        recorded = self.space.snap(np.asarray(event["u"], dtype=float))
+        if proposal is not None and np.allclose(self.space.snap(np.asarray(proposal.u, dtype=float)), recorded,
+                                                atol=1e-9):
+            return proposal
+        known = self.lookup(recorded)
+        if known is not None:
+            raise ReplayError(f"ask {event['id']} records the point of trial {known.candidate.id} again")
+        got = None if proposal is None else np.asarray(proposal.u, dtype=float).tolist()
+        return self._adopt(proposal, recorded, f"trial {event['id']} (recorded {recorded.tolist()}, recomputed {got})")
+
+    def _adopt(self, proposal: Proposal | None, recorded: np.ndarray, divergence: str) -> Proposal:
+        """The replayed hook proposed another point than the record: warn and take the recorded one. Optimizers
+        whose state depends on more than the point (a tree node) override this."""
+        self._diverged(divergence)
+        return Proposal(recorded, {"phase": "replay"})
 
     # ---- hooks --------------------------------------------------------------------------------------------
 

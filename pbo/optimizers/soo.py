@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from pbo.optimizers.base import Candidate, Optimizer, Proposal, Trial, TrialState
+from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayError, Trial, TrialState
 from pbo.space import Space
 from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, PRUNED, REAL, Node, Tree, share_edges
 
@@ -63,6 +63,13 @@ MAX_STEPS_PER_ASK = 100_000
 #: sqrt(n) while the sweep runs ahead of results.
 H_MAX_RULES: dict[str, Callable[[int], float]] = {"none": lambda n: math.inf, "sqrt": math.sqrt}
 H_MAX_NAMES = ("auto", *H_MAX_RULES)
+
+#: The decisions an ask records, in the order taken, as [kind, node, side, value] (`Candidate.meta["decisions"]`,
+#: the log's /decisions table): "split" (the node split along `side`), "approx" (BaMSOO: the child valued by the
+#: GP instead of evaluated, given `value`), "ask" (the node whose centre is proposed; `value`: BaMSOO's GP mean
+#: there, None without one). Replay applies them instead of recomputing them (see `_replay_ask`).
+SPLIT, APPROX, ASK = "split", "approx", "ask"
+DECISION_KINDS = (SPLIT, APPROX, ASK)
 
 
 class SOO(Optimizer):
@@ -109,6 +116,7 @@ class SOO(Optimizer):
         self._depth = 0  # where the current sweep stands
         self._v_max = -math.inf
         self._sweep_expanded = False
+        self._decisions: list[list[Any]] = []  # taken since the last proposal (an ask may return None after some)
 
     # ---- public ------------------------------------------------------------------------------------------
 
@@ -133,12 +141,14 @@ class SOO(Optimizer):
     # ---- hooks -------------------------------------------------------------------------------------------
 
     def _ask(self) -> Proposal | None:
+        if self._replay_decisions is not None:
+            return self._replay_ask(self._replay_decisions)
         self._speculate = self.expand_pending == "always"
         for _ in range(MAX_STEPS_PER_ASK):
             while self._queue:
                 node = self.tree.nodes[self._queue.popleft()]
                 if self._resolve(node):
-                    return Proposal(node.center, {"node": node.id, "depth": node.depth, "phase": self.name})
+                    return self._proposal(node)
             if not self._sweep_step():
                 if self._speculate or self.expand_pending == "never" or not self.n_pending:
                     return None
@@ -163,7 +173,80 @@ class SOO(Optimizer):
         for node_id in self._waiters.pop(trial.candidate.id):
             self.tree.set_value(node_id, trial.score, PRUNED)
 
+    def _adopt(self, proposal: Proposal | None, recorded: np.ndarray, divergence: str) -> Proposal:
+        """A tree node's centre cannot be swapped for another point: without the recorded decisions that led to
+        the recorded point (logs before format 4), or with decisions that lead elsewhere, the log is refused."""
+        why = ("its recorded decisions lead to another point" if self._replay_decisions is not None
+               else "the log records no tree decisions (written before log format 4)")
+        raise ReplayError(f"{self.name}: cannot replay {divergence}: {why}")
+
     # ---- the algorithm -----------------------------------------------------------------------------------
+
+    def _proposal(self, node: Node) -> Proposal:
+        """Propose the node's centre, with the decisions taken since the last proposal."""
+        self._decisions.append([ASK, node.id, -1, self._estimate(node)])
+        decisions, self._decisions = self._decisions, []
+        return Proposal(node.center, {"node": node.id, "depth": node.depth, "phase": self.name,
+                                      "decisions": decisions})
+
+    def _estimate(self, node: Node) -> float | None:
+        """The model's value at a node sent for evaluation (BaMSOO's GP mean); SOO has none."""
+        return None
+
+    def _replay_ask(self, decisions: list[list[Any]]) -> Proposal:
+        """Replay one ask from its recorded decisions: split the recorded nodes along the recorded sides, give
+        children the recorded values and propose the recorded node, resolving the rest from the known points
+        as the ask did. Nothing is recomputed but for the comparisons in `_replay_split` and `_take_recorded`."""
+        ask_id = self._replaying["id"]
+        if any(d[0] not in DECISION_KINDS for d in decisions) or sum(d[0] == ASK for d in decisions) != 1:
+            raise ReplayError(f"{self.name}: ask {ask_id} records decisions {decisions!r}, not one {ASK!r} among "
+                              f"{', '.join(DECISION_KINDS)}")
+        splits = deque((int(node), int(side)) for kind, node, side, _ in decisions if kind == SPLIT)
+        valued = {int(node): value for kind, node, _, value in decisions if kind == APPROX}
+        target, estimate = next((int(node), value) for kind, node, _, value in decisions if kind == ASK)
+        while True:
+            while self._queue:
+                node = self.tree.nodes[self._queue.popleft()]
+                if node.id == target:
+                    self._take_recorded(node, True, estimate)
+                    if splits or valued:
+                        raise self._unreachable(target, "decisions are left after it")
+                    return self._proposal(node)
+                if node.id in valued:
+                    self._take_recorded(node, False, valued.pop(node.id))
+                elif self.lookup(node.center) is not None:
+                    self._resolve(node)
+                else:
+                    raise self._unreachable(target, f"node {node.id} is left undecided")
+            if not splits:
+                raise self._unreachable(target, "the recorded splits run out first")
+            node_id, side = splits.popleft()
+            if node_id >= len(self.tree.nodes):
+                raise self._unreachable(target, f"node {node_id} does not exist")
+            self._replay_split(self.tree.nodes[node_id], side)
+
+    def _unreachable(self, target: int, why: str) -> ReplayError:
+        return ReplayError(f"{self.name}: the decisions recorded with ask {self._replaying['id']} do not lead to "
+                           f"node {target}: {why}")
+
+    def _replay_split(self, node: Node, side: int) -> None:
+        if self._replay_checks and not node.expanded:
+            own = self.tree.split_side(node)
+            if own != side:
+                self._diverged(f"trial {self._replaying['id']}: node {node.id} split along side {side} recorded, "
+                               f"{own} recomputed")
+        try:
+            self._split(node, side)
+        except ValueError as exc:
+            raise ReplayError(f"{self.name}: ask {self._replaying['id']} records a split that cannot be made: "
+                              f"{exc}") from None
+
+    def _take_recorded(self, node: Node, evaluate: bool, value: float | None) -> None:
+        """Replay: take a new child's recorded decision (evaluate it, or give it `value`). SOO evaluates every
+        child whose centre is new."""
+        if not evaluate or value is not None:
+            raise ReplayError(f"{self.name}: ask {self._replaying['id']} records a model's value at node {node.id}; "
+                              f"{self.name} has no model")
 
     def _resolve(self, node: Node) -> bool:
         """Give a new node its value if it needs no evaluation; True if its centre must be evaluated."""
@@ -198,14 +281,22 @@ class SOO(Optimizer):
         best = self._best_leaf(self._depth)
         self._depth += 1
         if best is not None and self._rank(best) >= self._v_max:
-            self._v_max = self._rank(best)
-            self._sweep_expanded = True
-            self._expand(best)
+            self._split(best)
         return True
 
-    def _expand(self, node: Node) -> None:
+    def _split(self, node: Node, side: int | None = None) -> None:
+        """Expand the leaf the sweep chose (along `side`: replay's record) and move the sweep past its depth."""
+        self._depth = node.depth + 1
+        self._v_max = self._rank(node)
+        self._sweep_expanded = True
+        self._expand(node, side)
+
+    def _expand(self, node: Node, side: int | None = None) -> None:
+        side = self.tree.split_side(node) if side is None else side
+        children = self.tree.expand(node.id, self.k, side)
         self.n_expansions += 1
-        for child in self.tree.expand(node.id, self.k):
+        self._decisions.append([SPLIT, node.id, int(side), None])
+        for child in children:
             if child.state == PENDING:
                 self._queue.append(child.id)
 
