@@ -185,3 +185,41 @@ def test_a_run_that_asked_ahead_resumes_from_its_log(tmp_path, on_a_thread):
         assert after.trials[cid].candidate.u.tolist() == before.trials[cid].candidate.u.tolist()
         assert after.trials[cid].state is before.trials[cid].state
     assert [c.id for c in redo] == [cid for cid in logged if before.trials[cid].state is TrialState.PENDING]
+
+
+def test_a_log_of_format_2_resumes_by_recomputing_and_gains_the_columns_of_format_3(tmp_path):
+    config = {**CONFIG, "algorithm": "soo", "budget": 20}
+    before = interrupted(tmp_path / "run.h5", config, workers=2, stop_after=8)
+    with h5py.File(tmp_path / "run.h5", "a") as handle:  # as pbo wrote it before format 3
+        del handle["asks/told"], handle["decisions"]
+        handle.attrs["log_format"] = 2
+    state = load_resume(tmp_path / "run.h5")
+    assert not any("told" in e or "decisions" in e for e in state.events)
+    after = new_optimizer(config)
+    redo = state.restore(after)
+    for name, column in before.tree_table().items():
+        np.testing.assert_array_equal(after.tree_table()[name], column)
+    study = {"minimize": False, "key": "value", "optimum": None}
+    with RunLog.reopen(tmp_path / "run.h5", n_workers=2, study=study) as log:
+        drive(log, after, 20, workers=2, redo=redo)
+    run = read(tmp_path / "run.h5")
+    assert run.attrs["log_format"] == 3 and sorted(run.trials["trial_id"]) == list(range(21))
+    old = len(before.trials)
+    assert (run.asks["told"][:old] == -1).all() and (run.asks["told"][old + len(redo):] >= 0).all()
+    assert set(run.decisions["trial_id"]) == set(range(old + 1, 21)) | {c.id for c in redo}  # redo: dispatched again
+
+
+def test_an_ask_logged_after_results_it_had_not_seen_is_replayed_where_it_was_asked(tmp_path):
+    """An ask made ahead is logged at its dispatch, after results that came in meanwhile: replay puts it back
+    after the results it had seen (`told`), where the optimizer made it."""
+    config = {**CONFIG, "algorithm": "soo"}
+    before = interrupted(tmp_path / "run.h5", config, workers=3, stop_after=6)
+    with h5py.File(tmp_path / "run.h5", "a") as handle:  # the last result and the ask logged before it swap
+        asks, results = handle["asks/seq"][:], handle["trials/seq"][:]
+        result = int(np.argmax(results))
+        ask = int(np.argmax(np.where(asks < results[result], asks, -1)))
+        handle["asks/seq"][ask], handle["trials/seq"][result] = results[result], asks[ask]
+        decided = handle["decisions/seq"][:]
+        handle["decisions/seq"][:] = np.where(decided == asks[ask], results[result], decided)  # written with it
+    state = load_resume(tmp_path / "run.h5")
+    assert state.events == before.state_dict()["events"]
