@@ -26,6 +26,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from typing import Any
+
 from pbo.optimizers.base import Candidate, Optimizer
 from pbo.trial import TrialState
 from pbo.trial import TrialResult
@@ -95,6 +97,10 @@ class InlineAsker:
         tell(self.optimizer, result)
         self.policy.observe(result)
 
+    def tree(self) -> dict[str, Any] | None:
+        """The optimizer's tree table (`Optimizer.tree_table`) as of the results told so far."""
+        return self.optimizer.tree_table()
+
     def take(self) -> Candidate | None:
         """A candidate for an idle worker, or None when the budget is spent or the optimizer has none now."""
         if self.held:
@@ -158,6 +164,7 @@ class ThreadAsker:
         self._ahead = self.policy.wanted(self.optimizer, self.n_workers)  # the policy's deques are this thread's
         self._exhausted = False
         self._closing = False
+        self._tree: dict[str, Any] | None = None  # the tree table taken after the latest tells, until fetched
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._serve, name="pbo-asker", daemon=True)
@@ -167,6 +174,13 @@ class ThreadAsker:
         with self._cond:
             self._tells.append(result)
             self._cond.notify_all()
+
+    def tree(self) -> dict[str, Any] | None:
+        """The tree table this thread took after the tells it applied last, once (None until it has a newer one):
+        the scheduler's thread must not read a tree this thread may be changing."""
+        with self._cond:
+            table, self._tree = self._tree, None
+            return table
 
     def take(self) -> Candidate | None:
         with self._cond:
@@ -226,11 +240,13 @@ class ThreadAsker:
                 self._stalled = self._stalled and not results
                 ask = self._should_ask()
                 self._asking = True
-            candidate = None
+            candidate, table = None, None
             try:
                 for result in results:
                     tell(self.optimizer, result)
                     self.policy.observe(result)
+                if results and self.optimizer.has_tree:
+                    table = self.optimizer.tree_table()
                 if ask:
                     candidate = self.policy.ask(self.optimizer)
                     exhausted = candidate is None and not self.optimizer.pending()
@@ -242,6 +258,7 @@ class ThreadAsker:
             ahead = self.policy.wanted(self.optimizer, self.n_workers)
             with self._cond:
                 self._asking, self._ahead = False, ahead
+                self._tree = table if table is not None else self._tree
                 if candidate is not None:
                     self._ready.append(candidate)
                     self._remaining -= 1

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from pbo.optimizers import ALGORITHMS, optimizer_class
+from pbo.optimizers import ALGORITHMS
 from pbo.asker import ASK_AHEAD_MODES
 from pbo.pruners import PRUNERS, make_pruner
 
@@ -182,10 +182,6 @@ def build_config(values: Mapping[str, Any]) -> Config:
         make_pruner(config.pruner, **config.pruner_options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"pruner_options: {exc}") from None
-    if config.ask_ahead == "always" and not optimizer_class(config.algorithm).order_free_replay:
-        able = [name for name in ALGORITHMS if optimizer_class(name).order_free_replay]
-        raise ConfigError(f"ask_ahead: {config.algorithm} cannot ask ahead (its proposals depend on when results "
-                          f"arrive); use never or auto, or one of {', '.join(able)}")
     return config
 
 

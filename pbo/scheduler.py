@@ -41,7 +41,7 @@ class Recorder(Protocol):
 
     def record_report(self, report: Report) -> None: ...
 
-    def record_tree(self, optimizer: Optimizer) -> None: ...
+    def record_tree(self, table: dict[str, np.ndarray]) -> None: ...
 
 
 @dataclass
@@ -161,8 +161,10 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                 recorder.record_result(result)
             if candidate is not None:
                 asker.tell(result)
-                if recorder is not None and optimizer.has_tree:  # never asks on a thread: its tells are applied
-                    recorder.record_tree(optimizer)
+                if recorder is not None and optimizer.has_tree:
+                    table = asker.tree()  # on a thread: as of the results it has told so far
+                    if table is not None:
+                        recorder.record_tree(table)
                 summary.evaluations += 1
                 if result.status is TrialState.PRUNED:
                     summary.pruned += 1
@@ -179,8 +181,21 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
                 summary.stopped = "max_failures"
     finally:
         asker.close()
+    if recorder is not None:
+        _record_undispatched(optimizer, recorder, set(in_flight) | {c.id for c in redo}, backend.now())
+        if optimizer.has_tree:
+            recorder.record_tree(optimizer.tree_table())  # the final tree, with every tell and ask applied
     summary.makespan = backend.now()
     return summary
+
+
+def _record_undispatched(optimizer: Optimizer, recorder: Recorder, dispatched: set[int], now: float) -> None:
+    """Record the candidates asked (ahead) but never dispatched when the run ended, as worker -1: the log then
+    holds every ask the optimizer made, so resume rebuilds the very state it stopped in (a tree method's tree
+    included) and issues them first."""
+    for candidate in optimizer.pending():
+        if candidate.id not in dispatched:
+            recorder.record_submit(candidate, -1, now)
 
 
 def _result(outcome: Outcome, candidate: Candidate | None, t_submit: float) -> TrialResult:

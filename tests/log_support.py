@@ -94,7 +94,7 @@ def drive(log: RunLog | None, opt: Optimizer, budget: int, workers: int = 2, see
         else:
             opt.tell_failure(cand.id, result.error, result.status)
         if log is not None:
-            log.record_tree(opt)
+            log.record_tree(opt.tree_table())
         finished.append(cand.id)
 
 

@@ -161,30 +161,35 @@ def test_a_log_whose_writer_still_runs_is_not_taken_over(tmp_path):
     RunLog.reopen(path, n_workers=1).close()  # once it is gone, the run can be resumed
 
 
+@pytest.mark.parametrize("algorithm", ["bo", "soo", "bamsoo"])
 @pytest.mark.parametrize("on_a_thread", [False, True])
-def test_a_run_that_asked_ahead_resumes_from_its_log(tmp_path, on_a_thread):
-    """Points asked ahead are logged at dispatch, after results that came in meanwhile; replay still
-    rebuilds the GP-BO optimizer, and a point asked ahead but never dispatched is simply not in the log.
+def test_a_run_that_asked_ahead_resumes_to_the_state_it_stopped_in(tmp_path, algorithm, on_a_thread):
+    """Points asked ahead are logged at dispatch, after results that came in meanwhile, and those not yet
+    dispatched when the run stops are logged then (worker -1); replay puts each ask back where it was made, so
+    the restored optimizer is the one that stopped, its tree included, and that is the tree logged last.
     Asked between results on the simulated cluster, or by the asker thread for workers with a real clock."""
-    config = {**CONFIG, "algorithm": "bo", "budget": 16}
-    fast = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16, "n_init": 4}
+    config = {**CONFIG, "algorithm": algorithm, "budget": 16}
+    options = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16, "n_init": 4} if algorithm == "bo" else {}
     objective = Objective("toy", toy, space=SPACE.to_dict())
-    before = make_optimizer("bo", SPACE, seed=config["seed"], budget=16, **fast)
+    before = make_optimizer(algorithm, SPACE, seed=config["seed"], budget=16, **options)
     backend = (ThreadWorkers(3, lambda params: time.sleep(0.05) or toy(params)) if on_a_thread
                else SimulatedBackend(objective, 3, CostModel("lognormal", mean=1.0, sigma=0.5)))
     results = []
     with new_log(tmp_path / "run.h5", config) as log:
         run_study(before, backend, budget=16, recorder=log, ask_ahead="always",
                   should_stop=lambda: len(results) >= 10, on_result=lambda r, s: results.append(r))
-    state = load_resume(tmp_path / "run.h5")
-    logged = [e["id"] for e in state.events if e["op"] == "ask"]
-    assert len(before.trials) > len(logged)  # the points asked ahead when the stop came
-    after = make_optimizer("bo", SPACE, seed=config["seed"], budget=16, **fast)
-    redo = state.restore(after)
-    for cid in logged:
-        assert after.trials[cid].candidate.u.tolist() == before.trials[cid].candidate.u.tolist()
-        assert after.trials[cid].state is before.trials[cid].state
-    assert [c.id for c in redo] == [cid for cid in logged if before.trials[cid].state is TrialState.PENDING]
+    run = read(tmp_path / "run.h5")
+    results_before = [int(np.sum(run.trials["seq"] < seq)) for seq in run.asks["seq"]]
+    assert any(run.asks["told"] < results_before)  # some ask was made before results logged ahead of it
+    assert (run.asks["worker"] == -1).any() and len(run.asks["trial_id"]) == len(before.trials)
+    after = make_optimizer(algorithm, SPACE, seed=config["seed"], budget=16, **options)
+    redo = load_resume(tmp_path / "run.h5").restore(after)
+    assert after.state_dict()["events"] == before.state_dict()["events"]
+    assert [c.id for c in redo] == [c.id for c in before.pending()]
+    if before.has_tree:
+        for name, column in before.tree_table().items():
+            np.testing.assert_array_equal(after.tree_table()[name], column, err_msg=name)
+            np.testing.assert_array_equal(run.tree[name], column, err_msg=name)
 
 
 def test_a_log_of_format_2_resumes_by_recomputing_and_gains_the_columns_of_format_3(tmp_path):

@@ -127,9 +127,9 @@ class FakeTree:
 
 def test_the_tree_table_is_written_and_kept_current(tmp_path):
     with new_log(tmp_path / "run.h5") as log:
-        log.record_tree(FakeTree(3))
+        log.record_tree(FakeTree(3).tree_table())
         assert len(read(tmp_path / "run.h5").tree["node_id"]) == 3
-        log.record_tree(FakeTree(8))
+        log.record_tree(FakeTree(8).tree_table())
     tree = read(tmp_path / "run.h5").tree
     expected = FakeTree(8).tree_table()
     for name, column in expected.items():
@@ -138,7 +138,7 @@ def test_the_tree_table_is_written_and_kept_current(tmp_path):
 
 def test_an_optimizer_without_a_tree_writes_no_tree(tmp_path):
     with new_log(tmp_path / "run.h5") as log:
-        log.record_tree(new_optimizer())
+        log.record_tree(new_optimizer().tree_table())
     assert read(tmp_path / "run.h5").tree is None
 
 

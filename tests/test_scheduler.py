@@ -35,7 +35,7 @@ class Journal:
     def record_result(self, result):
         self.events.append(("record_result", result.worker, result.trial_id))
 
-    def record_tree(self, optimizer):
+    def record_tree(self, table):
         self.events.append(("record_tree",))
 
 
@@ -136,7 +136,7 @@ def test_utilization_is_busy_time_over_workers_times_makespan():
     assert summary.makespan == 2.0 and summary.utilization == pytest.approx(3 / 4)
 
 
-def test_tree_optimizers_are_recorded_after_each_tell():
+def test_tree_optimizers_are_recorded_after_each_tell_and_at_the_end():
     from pbo.optimizers.random import RandomSearch
 
     class Tree(RandomSearch):
@@ -149,8 +149,8 @@ def test_tree_optimizers_are_recorded_after_each_tell():
     backend = Journal(SimulatedBackend(objective, 2, CostModel("fixed", mean=1.0)))
     run_study(Tree(Space.from_dict(X)), backend, budget=3, recorder=backend)
     kinds = [e[0] for e in backend.events]
-    assert kinds.count("record_tree") == 3
-    assert all(kinds[i - 1] == "record_result" for i, k in enumerate(kinds) if k == "record_tree")
+    assert kinds.count("record_tree") == 4 and kinds[-1] == "record_tree"  # after each result, and at the end
+    assert all(kinds[i - 1] == "record_result" for i, k in enumerate(kinds[:-1]) if k == "record_tree")
 
 
 class Diary(RandomSearch):
@@ -214,21 +214,27 @@ def test_auto_asks_ahead_only_when_asks_are_slow_next_to_trials():
 
 
 def test_an_optimizer_whose_replay_depends_on_result_order_never_asks_ahead():
-    soo = make_optimizer("soo", Space.from_dict(X), budget=6)
+    class InOrder(RandomSearch):
+        order_free_replay = False
+
+    optimizer = InOrder(Space.from_dict(X), budget=6)
     journal = Journal(SimulatedBackend(Objective("f", lambda p: p["x"], space=X), 2, CostModel("fixed", mean=1.0)))
     told_before_third_ask = []
-    ask = soo.ask
-    soo.ask = lambda: told_before_third_ask.append(soo.n_told) or ask()
-    run_study(soo, journal, budget=6, ask_ahead="always")
+    ask = optimizer.ask
+    optimizer.ask = lambda: told_before_third_ask.append(optimizer.n_told) or ask()
+    run_study(optimizer, journal, budget=6, ask_ahead="always")
     assert told_before_third_ask[2] >= 1
 
 
-def test_a_stop_abandons_the_point_asked_ahead_without_recording_it():
+def test_a_stop_records_the_point_asked_ahead_as_never_dispatched():
+    """So the log holds every ask the optimizer made, and resume rebuilds the state it stopped in."""
     objective = Objective("f", lambda p: p["x"], space=X)
     optimizer = Diary(Space.from_dict(X), budget=10)
     backend = Journal(SimulatedBackend(objective, 2, CostModel("fixed", mean=1.0)))
     results = []
     run_study(optimizer, backend, budget=10, recorder=backend, ask_ahead="always",
               should_stop=lambda: len(results) >= 3, on_result=lambda r, s: results.append(r))
-    recorded = {e[2] for e in backend.events if e[0] == "record_submit"}
-    assert len(optimizer.trials) == len(recorded) + 1 and max(optimizer.trials) not in recorded
+    recorded = {e[2]: e[1] for e in backend.events if e[0] == "record_submit"}
+    submitted = {e[2] for e in backend.events if e[0] == "submit"}
+    assert set(recorded) == set(optimizer.trials) and max(optimizer.trials) not in submitted
+    assert recorded[max(optimizer.trials)] == -1

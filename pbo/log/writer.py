@@ -178,9 +178,8 @@ class RunLog:
                "worker": report.worker, "t": report.t + self._offset, **metrics}
         self._append(REPORTS, row, sync=self.durable)
 
-    def record_tree(self, optimizer: Any) -> None:
-        """Replace /tree by the optimizer's `tree_table()`; optimizers without a tree (None) are ignored."""
-        table = optimizer.tree_table()
+    def record_tree(self, table: Mapping[str, Any] | None) -> None:
+        """Replace /tree by an optimizer's `tree_table()`; None (an optimizer without a tree) is ignored."""
         if table is None:
             return
         if TREE not in self._columns:

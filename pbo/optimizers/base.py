@@ -77,9 +77,11 @@ class Optimizer:
     name: ClassVar[str] = "base"
     #: Ids start at 1: trial 0 is reserved for an objective's baseline (e.g. the untuned LLM).
     first_id: ClassVar[int] = 1
-    #: Replay returns each recorded proposal whatever results were told before it. Only then may the
-    #: scheduler ask ahead (while every worker is busy): the log records such an ask at its dispatch, after
-    #: results that arrived in between.
+    #: Replay rebuilds this optimizer whatever the log's order of asks and results. Only then may the scheduler
+    #: ask ahead (while every worker is busy): the log records such an ask at its dispatch, after results that
+    #: arrived in between. Each ask's `told` puts it back in place (pbo.log.resume), which serves an optimizer
+    #: whose asks depend only on the events before them; every built-in one declares it (SOO and BaMSOO since
+    #: their decisions are recorded too), one written elsewhere must opt in.
     order_free_replay: ClassVar[bool] = False
     #: The optimizer keeps a partition tree: `tree_table()` returns it, and the log records it after each tell.
     has_tree: ClassVar[bool] = False

@@ -83,6 +83,9 @@ class SOO(Optimizer):
 
     name = "soo"
     has_tree = True
+    #: Each ask records the decisions it took and the results it had seen, and replay takes them from the
+    #: record, so asks made ahead (logged at dispatch, after later results) resume to the same tree.
+    order_free_replay = True
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
