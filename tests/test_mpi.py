@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from pbo_process import command, environment, mpirun, run_pbo, trials, write_config
@@ -71,3 +72,38 @@ def test_a_worker_that_cannot_start_stops_the_run_naming_its_rank_and_host():
 def test_simulate_under_mpirun_is_refused_in_one_line():
     proc = run_pbo(["--objective", "branin", "--simulate", "4", "--cost", "{mean: 1}"], np=2)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "simulate" in proc.stderr
+
+
+def test_bamsoo_asking_ahead_under_mpi_stops_and_resumes_to_its_budget_from_the_logged_tree(tmp_path):
+    """The asker thread keeps points ready while every worker is busy; SIGTERM then --resume: no trial is run
+    twice, replay on the same numerics warns of nothing, and the resumed tree grows from the logged one."""
+    from pbo.log import load_resume, read
+    from pbo.optimizers import make_optimizer
+
+    path = str(tmp_path / "run.h5")
+    config = write_config(tmp_path / "c.yaml", algorithm="bamsoo", objective="hartmann3", budget=30, seed=1,
+                          ask_ahead="always", cost={"kind": "fixed", "mean": 0.2})
+    proc = subprocess.Popen(command(["--config", config, "--out", path], np=4), cwd=tmp_path, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    header = proc.stdout.readline()
+    master = int(header.split("master pid ")[1].split()[0])
+    done = 0
+    while done < 12:
+        done += bool(trials(proc.stdout.readline()))
+    os.kill(master, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    stopped = read(path)
+    assert (stopped.asks["worker"] == -1).any()  # points asked ahead, logged when the run stopped
+    state = load_resume(path)
+    optimizer = make_optimizer("bamsoo", stopped.space, seed=1, budget=30)
+    state.restore(optimizer)
+    for name, column in optimizer.tree_table().items():
+        np.testing.assert_array_equal(stopped.tree[name], column, err_msg=name)
+    resumed = run_pbo(["--resume", path], np=4, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "pbo: warning" not in resumed.stderr
+    assert sorted(read(path).trials["trial_id"]) == list(range(1, 31))
+    tree, n = read(path).tree, len(stopped.tree["node_id"])
+    for name in ("parent", "depth", "lower", "upper", "center"):
+        np.testing.assert_array_equal(tree[name][:n], stopped.tree[name], err_msg=name)
