@@ -14,8 +14,9 @@ torch's locks would hang); there it asks one ahead between results if wanted.
 A candidate asked ahead was chosen without the results that came in while it waited (they were pending),
 so asking ahead is off with one worker, by default on only when asks take more than `AskAhead.share` of a
 trial, and never for an optimizer whose replay depends on when results arrived (`Optimizer.order_free_replay`).
-It counts against the budget when asked, is recorded when dispatched, and is abandoned unrecorded when the
-run stops first.
+It counts against the budget when asked and is recorded when dispatched, or, if the run stops first, as never
+dispatched when it ends (see `pbo.scheduler.run_study`). The tree of a tree optimizer is read on the thread that
+owns the optimizer (`tree()`).
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
 
     A resumed run passes the candidates that were in flight when it was killed as `redo` (issued again
     first, never asked again) and the evaluations the budget already counts, them included, as `dispatched`.
-    `ask_ahead` is an `AskAhead` mode; a candidate asked ahead is recorded when it is dispatched, and
-    abandoned, never recorded, if the run stops first.
+    `ask_ahead` is an `AskAhead` mode; a candidate asked ahead is recorded when it is dispatched, or, if the
+    run stops first, when it ends, as never dispatched (worker -1), so that resume issues it first.
 
     Ends when the budget is dispatched and nothing is in flight, or early (see `RunSummary.stopped`): when the
     optimizer has nothing to propose and nothing pending (the space is exhausted), when more than
