@@ -44,7 +44,7 @@ def test_reports_are_rows_with_their_metrics_and_a_trial_s_curve_is_its_reports_
     log, _ = killed_run(tmp_path / "run.h5")
     log.close()
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == LOG_FORMAT == 3
+    assert run.attrs["log_format"] == LOG_FORMAT == 4
     assert run.reports["trial_id"].tolist() == [1, 2, 1]
     curve = run.curve(1)
     assert curve["step"].tolist() == [1, 2] and curve["value"].tolist() == [0.5, 0.25]
@@ -96,5 +96,5 @@ def test_a_format_2_log_reads_with_no_reports_and_resume_adds_them(tmp_path):
     with RunLog.reopen(tmp_path / "run.h5", n_workers=2) as log:
         log.record_report(report(2, 1, 0.6))
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == 3 and run.reports["trial_id"].tolist() == [2]
+    assert run.attrs["log_format"] == LOG_FORMAT and run.reports["trial_id"].tolist() == [2]
     assert np.isnan(run.trials["step"]).all() and len(run.trials["step"]) == run.n_trials

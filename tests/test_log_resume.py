@@ -192,12 +192,12 @@ def test_a_run_that_asked_ahead_resumes_to_the_state_it_stopped_in(tmp_path, alg
             np.testing.assert_array_equal(run.tree[name], column, err_msg=name)
 
 
-def test_a_log_of_format_2_resumes_by_recomputing_and_gains_the_columns_of_format_3(tmp_path):
+def test_a_log_of_format_3_resumes_by_recomputing_and_gains_the_columns_of_format_4(tmp_path):
     config = {**CONFIG, "algorithm": "soo", "budget": 20}
     before = interrupted(tmp_path / "run.h5", config, workers=2, stop_after=8)
-    with h5py.File(tmp_path / "run.h5", "a") as handle:  # as pbo wrote it before format 3
+    with h5py.File(tmp_path / "run.h5", "a") as handle:  # as pbo wrote it before format 4
         del handle["asks/told"], handle["decisions"]
-        handle.attrs["log_format"] = 2
+        handle.attrs["log_format"] = 3
     state = load_resume(tmp_path / "run.h5")
     assert not any("told" in e or "decisions" in e for e in state.events)
     after = new_optimizer(config)
@@ -208,9 +208,9 @@ def test_a_log_of_format_2_resumes_by_recomputing_and_gains_the_columns_of_forma
     with RunLog.reopen(tmp_path / "run.h5", n_workers=2, study=study) as log:
         drive(log, after, 20, workers=2, redo=redo)
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == 3 and sorted(run.trials["trial_id"]) == list(range(21))
+    assert run.attrs["log_format"] == 4 and sorted(run.trials["trial_id"]) == list(range(21))
     old = len(before.trials)
-    assert (run.asks["told"][:old] == -1).all() and (run.asks["told"][old + len(redo):] >= 0).all()
+    assert np.isnan(run.asks["told"][:old]).all() and (run.asks["told"][old + len(redo):] >= 0).all()
     assert set(run.decisions["trial_id"]) == set(range(old + 1, 21)) | {c.id for c in redo}  # redo: dispatched again
 
 

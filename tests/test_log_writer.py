@@ -41,7 +41,7 @@ def test_root_attributes_record_the_sense_key_and_optimum_as_the_run_worked_them
     new_log(tmp_path / "run.h5", study={"minimize": True, "key": "eval/acc", "optimum": None}).close()
     with h5py.File(tmp_path / "run.h5", "r") as handle:
         attrs = dict(handle.attrs)
-    assert attrs["log_format"] == LOG_FORMAT == 3
+    assert attrs["log_format"] == LOG_FORMAT == 4
     assert attrs["minimize"] and attrs["key"] == "eval/acc" and math.isnan(attrs["optimum"])
 
 
