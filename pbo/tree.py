@@ -126,6 +126,22 @@ class Tree:
         parts = min(k, last - first)
         return edges[[first + round(j * (last - first) / parts) for j in range(parts + 1)]]
 
+    def _child_boxes(self, node: Node, side: int, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+        """(lower, upper, center, is the middle child) of each child a split along `side` would create."""
+        cuts = self._cuts(node, side, k)
+        n = len(cuts) - 1
+        for i in range(n):
+            lower, upper = node.lower.copy(), node.upper.copy()
+            lower[side], upper[side] = cuts[i], cuts[i + 1]
+            middle = n == k and k % 2 == 1 and i == k // 2
+            yield lower, upper, node.center.copy() if middle else (lower + upper) / 2, middle
+
+    def new_centers(self, node: Node, k: int = 3) -> list[np.ndarray]:
+        """The centres that splitting an expandable leaf would add (all its children's but the middle one's,
+        which is the leaf's own), without splitting it."""
+        side = self.split_side(node)
+        return [] if side is None else [c for _, _, c, middle in self._child_boxes(node, side, k) if not middle]
+
     def expand(self, node_id: int, k: int = 3, side: int | None = None) -> list[Node]:
         """Split a leaf into k children (fewer on a discrete side with fewer values), in coordinate order, along
         `side` (default: `split_side`; replay passes the recorded one)."""
@@ -137,14 +153,8 @@ class Tree:
             raise ValueError(f"node {node_id} cannot be split further" if side is None
                              else f"node {node_id} cannot be split along side {side}")
         self._sides[node.id] = side
-        cuts = self._cuts(node, side, k)
-        n = len(cuts) - 1
         children = []
-        for i in range(n):
-            lower, upper = node.lower.copy(), node.upper.copy()
-            lower[side], upper[side] = cuts[i], cuts[i + 1]
-            middle = n == k and k % 2 == 1 and i == k // 2
-            center = node.center.copy() if middle else (lower + upper) / 2
+        for lower, upper, center, middle in self._child_boxes(node, side, k):
             child = Node(len(self.nodes), node.id, node.depth + 1, lower, upper, center)
             if middle and node.state in REAL:
                 child.value, child.state = node.value, INHERITED

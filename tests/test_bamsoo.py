@@ -172,13 +172,6 @@ def test_middle_child_of_an_approximated_node_is_decided_again():
     assert middle.state == APPROXIMATED and middle.value == 0.0
 
 
-def test_eight_outstanding_asks_never_repeat_a_point():
-    f = FUNCTIONS["branin"]
-    opt = BaMSOO(Space.from_dict(f.space()))
-    asked = run_parallel(opt, f, 60, workers=8)
-    assert len({tuple(np.round(c.u, 12)) for c in asked}) == 60
-
-
 @pytest.mark.parametrize("mode", ["ignore", "believer"])
 def test_believer_mode_conditions_the_rule_on_the_points_being_evaluated(mode):
     stub = StubGP(mean=1.0, sd=10.0)
@@ -255,3 +248,28 @@ def test_soo_options_have_the_same_defaults_as_in_soo():
     soo, bamsoo = (inspect.signature(cls.__init__).parameters for cls in (SOO, BaMSOO))
     assert {name: bamsoo[name].default for name in soo if name != "self"} == \
         {name: soo[name].default for name in soo if name != "self"}
+
+
+def test_ucb_rule_splits_for_idle_workers_the_leaf_whose_new_centre_has_the_largest_upper_bound():
+    target = np.array([0.5, 5 / 6])  # a centre that splitting leaf 2, (1/2, 1/2), would add
+    stub = StubGP(mean=lambda u: -float(np.abs(u - target).sum()), sd=10.0)
+    opt = BaMSOO(unit_space(2), surrogate=stub, parallel="ucb")
+    three_real_values(opt)
+    opt.ask(), opt.ask()  # the sweep's next split: two children pending at depth 2, where the sweep now waits
+    cand = opt.ask()
+    assert opt.tree.nodes[cand.meta["node"]].parent == 2
+
+
+def test_ucb_rule_splits_nothing_the_bamsoo_rule_would_approximate():
+    stub = StubGP(mean=0.0, sd=1e-3)  # every new centre hopeless against f+ = 2
+    opt = BaMSOO(unit_space(2), surrogate=stub, parallel="ucb")
+    three_real_values(opt)
+    assert opt._fill_leaf() is None
+
+
+@pytest.mark.parametrize("parallel", ["sweep", "ucb"])
+def test_eight_outstanding_asks_never_repeat_a_point_under_either_parallel_rule(parallel):
+    f = FUNCTIONS["hartmann3"]
+    opt = BaMSOO(Space.from_dict(f.space()), parallel=parallel)
+    asked = run_parallel(opt, f, 60, workers=8)
+    assert len({tuple(np.round(c.u, 12)) for c in asked}) == 60

@@ -134,3 +134,11 @@ def test_tie_break_chooses_among_equally_wide_sides_only():
     assert tree.split_side(tree.root) == 2 and offered == [[0, 1, 2]]
     left = tree.expand(0, k=3)[0]
     assert tree.split_side(left) == 1 and offered[-1] == [0, 1]
+
+
+def test_new_centres_are_those_a_split_adds_beside_the_middle_child():
+    tree = Tree(dim=2)
+    node = tree.nodes[0]
+    preview = tree.new_centers(node, k=3)
+    children = tree.expand(0, k=3)
+    assert [c.tolist() for c in preview] == [children[0].center.tolist(), children[2].center.tolist()]

@@ -26,11 +26,18 @@ BaMSOO stopped at a local peak, simple regret 6.5 after 500 evaluations; with th
 Fewer than `min_points` real values, or a GP that cannot be fitted: the child is evaluated (SOO's step).
 So is a child that comes after MAX_APPROXIMATIONS approximations in a row (a GP sure that nothing beats f+
 would otherwise grow the tree forever without evaluating anything).
-Parallel asks: a child sent for evaluation competes in sweeps, while pending, with its GP mean. With
-`pending="believer"` the evaluate/approximate rule also conditions the GP on the points being evaluated as if
-each had scored its predicted mean (the kriging believer, as GP-BO does): the mean is unchanged, the sd
-shrinks near them, so a child next to a pending point is evaluated only if its mean alone makes it promising,
-and extra workers spread out instead of crowding one region.
+Parallel asks (`parallel="ucb"`, the default). The sweep takes only the steps the sequential algorithm would:
+at a depth where a leaf is still being evaluated it waits for that value (with one worker it never does).
+Meanwhile idle workers get the leaf whose split would add the centre with the largest GP upper bound, mean +
+`fill_beta` sd, the GP conditioned on the points being evaluated as if each had scored its predicted mean
+(the kriging believer, as GP-BO does: the sd shrinks near them, so workers spread out); that leaf is split (its
+children decided by the rule above) and the sweep stays where it was. A sweep that takes only sequential
+steps needs no depth limit: `h_max="auto"` stays unlimited while it does. A centre the rule above would
+approximate is not worth a worker: then, and while the GP has fewer than `min_points` values, asks fall back
+on SOO's parallel rule. `parallel="sweep"` is SOO's rule throughout (see soo.py), with the GP mean as a
+pending child's placeholder. On BBOB with 8 workers (5-D, 2 instances) the upper-bound rule ended ahead on
+33 of 48 runs at 20 x D evaluations and behind on 3 (2-D: 11 and 11): docs/benchmarks.md.
+With `pending="believer"` the evaluate/approximate rule also conditions the GP on the points being evaluated.
 
 Example:
     >>> from pbo.space import Space
@@ -53,11 +60,12 @@ from pbo.optimizers.base import Trial
 from pbo.optimizers.soo import APPROX, SOO
 from pbo.space import Space
 from pbo.surrogate import GPSurrogate, ModelFittingError
-from pbo.tree import APPROXIMATED, Node
+from pbo.tree import APPROXIMATED, FAILED, PENDING, Node
 
 MAX_APPROXIMATIONS = 1000
 APPROXIMATIONS = ("mean", "lcb")
 PENDING_MODES = ("ignore", "believer")
+PARALLEL_RULES = ("sweep", "ucb")
 
 
 class Surrogate(Protocol):
@@ -81,8 +89,8 @@ class BaMSOO(SOO):
     """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`, with the same defaults), `eta`
     in (0, 1) (smaller: wider bounds, more evaluations), `min_points` (real values before the GP is consulted),
     `refit_growth` and `kernel` (see GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above),
-    `pending` ("ignore" or "believer", see above), `surrogate` (any object with update/predict/prior/loo,
-    e.g. a stub in tests; default a GPSurrogate)."""
+    `pending` ("ignore" or "believer", see above), `parallel` ("ucb" or "sweep") and `fill_beta` (see above),
+    `surrogate` (any object with update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate)."""
 
     name = "bamsoo"
 
@@ -90,7 +98,8 @@ class BaMSOO(SOO):
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
                  expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
-                 pending: str = "believer", surrogate: Surrogate | None = None) -> None:
+                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 2.0,
+                 surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
                          expand_pending=expand_pending, tie_break=tie_break)
         if not 0 < eta < 1:
@@ -102,7 +111,11 @@ class BaMSOO(SOO):
                              f"got {approximate_with!r}")
         if pending not in PENDING_MODES:
             raise ValueError(f"{self.name}: pending must be one of {', '.join(PENDING_MODES)}, got {pending!r}")
+        if parallel not in PARALLEL_RULES:
+            raise ValueError(f"{self.name}: parallel must be one of {', '.join(PARALLEL_RULES)}, got {parallel!r}")
         self.approximate_with = approximate_with
+        self.parallel = parallel
+        self.fill_beta = float(fill_beta)
         self.pending_mode = pending
         self.eta = float(eta)
         self.min_points = int(min_points)
@@ -199,6 +212,41 @@ class BaMSOO(SOO):
             except ModelFittingError:
                 pass
         return super()._side_scores()
+
+    def _sweeps_in_order(self) -> bool:
+        return self.parallel == "ucb" and len(self._real_y) >= self.min_points and self._surrogate_ready()
+
+    def _waits_at(self, depth: int) -> bool:
+        return self.parallel == "ucb" and self.n_pending > 0 and any(
+            node.state == PENDING for node in self.tree.leaves(depth))
+
+    def _fill_leaf(self) -> Node | None:
+        """The leaf whose split adds the centre of largest GP upper bound (mean + fill_beta sd, the GP
+        conditioned on the pending points at their believed mean); None without a GP or when no centre's
+        upper bound reaches f+."""
+        if len(self._real_y) < self.min_points or not self._surrogate_ready():
+            return None
+        leaves, centers = [], []
+        for depth in range(self.tree.depth + 1):
+            for node in self.tree.leaves(depth):
+                if node.state in (PENDING, FAILED) or not self.tree.can_expand(node):
+                    continue
+                for center in self.tree.new_centers(node, self.k):
+                    if self.lookup(center) is None:
+                        leaves.append(node)
+                        centers.append(center)
+        if not centers:
+            return None
+        pending = np.array([c.u for c in self.pending()])
+        try:
+            mean, sd = self.surrogate.predict(np.array([self.space.snap(c) for c in centers]), pending=pending)
+        except ModelFittingError:
+            return None
+        sd = sd * self.sd_scale
+        best = int(np.argmax(mean + self.fill_beta * sd))
+        if mean[best] + confidence_bound(len(self.tree.nodes), self.eta) * sd[best] < self._f_plus:
+            return None  # BaMSOO's rule would approximate it: nothing worth an evaluation
+        return leaves[best]
 
     def _placeholder(self, node: Node) -> float:
         estimate = self._estimates.get(node.id)

@@ -65,11 +65,14 @@ H_MAX_RULES: dict[str, Callable[[int], float]] = {"none": lambda n: math.inf, "s
 H_MAX_NAMES = ("auto", *H_MAX_RULES)
 
 #: The decisions an ask records, in the order taken, as [kind, node, side, value] (`Candidate.meta["decisions"]`,
-#: the log's /decisions table): "split" (the node split along `side`), "approx" (BaMSOO: the child valued by the
-#: GP instead of evaluated, given `value`), "ask" (the node whose centre is proposed; `value`: BaMSOO's GP mean
-#: there, None without one). Replay applies them instead of recomputing them (see `_replay_ask`).
-SPLIT, APPROX, ASK = "split", "approx", "ask"
-DECISION_KINDS = (SPLIT, APPROX, ASK)
+#: the log's /decisions table): "split" (the node the sweep split along `side`), "fill" (a node split along
+#: `side` for idle workers while the sweep waits, which leaves the sweep where it is: BaMSOO), "approx"
+#: (BaMSOO: the child valued by the GP instead of evaluated, given `value`), "ask" (the node whose centre is
+#: proposed; `value`: BaMSOO's GP mean there, None without one), "sweep" (where the sweep stood then: `node`
+#: its depth, `side` 1 if it had split something, `value` its v_max). Replay applies them instead of
+#: recomputing them (see `_replay_ask`).
+SPLIT, FILL, APPROX, ASK, SWEEP = "split", "fill", "approx", "ask", "sweep"
+DECISION_KINDS = (SPLIT, FILL, APPROX, ASK, SWEEP)
 
 
 class SOO(Optimizer):
@@ -126,7 +129,7 @@ class SOO(Optimizer):
     def h_max(self) -> float:
         rule = self._h_max
         if rule == "auto":
-            rule = H_MAX_RULES["sqrt" if self.n_pending else "none"]
+            rule = H_MAX_RULES["sqrt" if self.n_pending and not self._sweeps_in_order() else "none"]
         return float(rule(self.n_expansions)) if callable(rule) else float(rule)
 
     def tree_table(self) -> dict[str, np.ndarray]:
@@ -187,6 +190,7 @@ class SOO(Optimizer):
 
     def _proposal(self, node: Node) -> Proposal:
         """Propose the node's centre, with the decisions taken since the last proposal."""
+        self._decisions.append([SWEEP, self._depth, int(self._sweep_expanded), self._v_max])
         self._decisions.append([ASK, node.id, -1, self._estimate(node)])
         decisions, self._decisions = self._decisions, []
         return Proposal(node.center, {"node": node.id, "depth": node.depth, "phase": self.name,
@@ -204,9 +208,11 @@ class SOO(Optimizer):
         if any(d[0] not in DECISION_KINDS for d in decisions) or sum(d[0] == ASK for d in decisions) != 1:
             raise ReplayError(f"{self.name}: ask {ask_id} records decisions {decisions!r}, not one {ASK!r} among "
                               f"{', '.join(DECISION_KINDS)}")
-        splits = deque((int(node), int(side)) for kind, node, side, _ in decisions if kind == SPLIT)
+        splits = deque((kind, int(node), int(side)) for kind, node, side, _ in decisions if kind in (SPLIT, FILL))
         valued = {int(node): value for kind, node, _, value in decisions if kind == APPROX}
         target, estimate = next((int(node), value) for kind, node, _, value in decisions if kind == ASK)
+        sweep = next(((int(depth), bool(split), float(v_max)) for kind, depth, split, v_max in decisions
+                      if kind == SWEEP), None)
         while True:
             while self._queue:
                 node = self.tree.nodes[self._queue.popleft()]
@@ -214,6 +220,8 @@ class SOO(Optimizer):
                     self._take_recorded(node, True, estimate)
                     if splits or valued:
                         raise self._unreachable(target, "decisions are left after it")
+                    if sweep is not None:  # the sweep's depth and v_max need not follow from the splits alone
+                        self._depth, self._sweep_expanded, self._v_max = sweep
                     return self._proposal(node)
                 if node.id in valued:
                     self._take_recorded(node, False, valued.pop(node.id))
@@ -223,23 +231,23 @@ class SOO(Optimizer):
                     raise self._unreachable(target, f"node {node.id} is left undecided")
             if not splits:
                 raise self._unreachable(target, "the recorded splits run out first")
-            node_id, side = splits.popleft()
+            kind, node_id, side = splits.popleft()
             if node_id >= len(self.tree.nodes):
                 raise self._unreachable(target, f"node {node_id} does not exist")
-            self._replay_split(self.tree.nodes[node_id], side)
+            self._replay_split(self.tree.nodes[node_id], side, kind)
 
     def _unreachable(self, target: int, why: str) -> ReplayError:
         return ReplayError(f"{self.name}: the decisions recorded with ask {self._replaying['id']} do not lead to "
                            f"node {target}: {why}")
 
-    def _replay_split(self, node: Node, side: int) -> None:
+    def _replay_split(self, node: Node, side: int, kind: str = SPLIT) -> None:
         if self._replay_checks and not node.expanded:
             own = self.tree.split_side(node)
             if own != side:
                 self._diverged(f"trial {self._replaying['id']}: node {node.id} split along side {side} recorded, "
                                f"{own} recomputed")
         try:
-            self._split(node, side)
+            self._split(node, side) if kind == SPLIT else self._expand(node, side, kind)
         except ValueError as exc:
             raise ReplayError(f"{self.name}: ask {self._replaying['id']} records a split that cannot be made: "
                               f"{exc}") from None
@@ -281,11 +289,29 @@ class SOO(Optimizer):
             self._depth, self._v_max, self._sweep_expanded = 0, -math.inf, False
             if idle:  # a whole sweep from depth 0, with v_max = -inf throughout, found no leaf to split
                 return False
+        if self._waits_at(self._depth):
+            leaf = self._fill_leaf()
+            if leaf is not None:  # the sweep stays at this depth until its pending leaves are valued
+                self._expand(leaf, kind=FILL)
+                return True
         best = self._best_leaf(self._depth)
         self._depth += 1
         if best is not None and self._rank(best) >= self._v_max:
             self._split(best)
         return True
+
+    def _waits_at(self, depth: int) -> bool:
+        """Hook: whether the sweep must wait at `depth` for pending values (and `_fill_leaf` gives the idle
+        workers other work). SOO never waits: its sweep carries on without the pending leaves (see above)."""
+        return False
+
+    def _sweeps_in_order(self) -> bool:
+        """Whether the sweep expands only what the sequential algorithm would (waiting for pending values)."""
+        return False
+
+    def _fill_leaf(self) -> Node | None:
+        """Hook: a leaf to split while the sweep waits, or None to carry on as if it did not wait."""
+        return None
 
     def _split(self, node: Node, side: int | None = None) -> None:
         """Expand the leaf the sweep chose (along `side`: replay's record) and move the sweep past its depth."""
@@ -294,11 +320,11 @@ class SOO(Optimizer):
         self._sweep_expanded = True
         self._expand(node, side)
 
-    def _expand(self, node: Node, side: int | None = None) -> None:
+    def _expand(self, node: Node, side: int | None = None, kind: str = SPLIT) -> None:
         side = self.tree.split_side(node) if side is None else side
         children = self.tree.expand(node.id, self.k, side)
         self.n_expansions += 1
-        self._decisions.append([SPLIT, node.id, int(side), None])
+        self._decisions.append([kind, node.id, int(side), None])
         for child in children:
             if child.state == PENDING:
                 self._queue.append(child.id)
