@@ -289,3 +289,24 @@ def test_equally_wide_sides_split_by_index_or_by_the_variation_seen_along_them(t
 def test_bad_tie_break_is_refused_in_one_line():
     with pytest.raises(ValueError, match="tie_break must be one of index, variation"):
         SOO(unit_space(2), tie_break="random")
+
+
+LISTED = {"lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+          "rank": {"type": "int", "low": 2, "high": 64}, "dropout": {"type": "float", "low": 0.0, "high": 0.5}}
+
+
+def lora_like(params):
+    return (-(math.log10(params["lr"]) + 3.2) ** 2 - 0.3 * (math.log2(params["rank"]) - 4) ** 2
+            - 4 * (params["dropout"] - 0.12) ** 2 + 0.1 * math.sin(3 * params["dropout"]))
+
+
+@pytest.mark.parametrize("algorithm", ["soo", "bamsoo"])
+def test_the_points_do_not_depend_on_the_order_in_which_the_space_lists_its_variables(algorithm):
+    def points(order):
+        opt = make_optimizer(algorithm, Space.from_dict({name: LISTED[name] for name in order}), seed=0)
+        for _ in range(40):
+            cand = opt.ask()
+            opt.tell(cand.id, lora_like(cand.params))
+        return [tuple(t.candidate.params[name] for name in sorted(LISTED)) for t in opt.trials.values()]
+
+    assert points(["lr", "rank", "dropout"]) == points(["dropout", "lr", "rank"]) == points(["rank", "dropout", "lr"])

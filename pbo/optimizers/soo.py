@@ -81,8 +81,9 @@ class SOO(Optimizer):
     `expand_pending` (one of EXPAND_PENDING, see above), `tie_break` (which of equally wide sides to split:
     "variation", the default, the side along which the function was seen to vary most per unit width, sides
     not yet seen first (see `_side_scores`; on BBOB it did as well as or better than "index" in every
-    dimension and worker count tried); "index", the lowest, so results depend on the order in which the
-    space lists its variables)."""
+    dimension and worker count tried), and among sides seen alike the variable whose name comes first, so
+    the tree does not depend on the order in which the space lists its variables; "index", the lowest, so
+    results depend on that order)."""
 
     name = "soo"
     has_tree = True
@@ -115,6 +116,8 @@ class SOO(Optimizer):
         self._h_max = H_MAX_RULES.get(h_max, h_max) if isinstance(h_max, str) else h_max
         self.tree = Tree(space.dim, share_edges(space), None if tie_break == "index" else self._most_varied)
         self._variation: list[list[float]] = [[] for _ in range(space.dim)]  # per side, see _record_variation
+        names = [var.name for var in space.variables]
+        self._name_rank = [sorted(names).index(name) for name in names]  # the last tie-break, order-free
         self._varied: set[int] = set()  # parents whose children's variation is recorded
         self.n_expansions = 0
         self._queue: deque[int] = deque([0])  # nodes created but not yet resolved (evaluated or valued)
@@ -363,7 +366,7 @@ class SOO(Optimizer):
 
     def _most_varied(self, node: Node, sides: list[int]) -> int:
         scores = self._side_scores()
-        return max(sides, key=lambda side: (scores[side], -side))
+        return max(sides, key=lambda side: (scores[side], -self._name_rank[side]))
 
     def _rank(self, node: Node) -> float:
         if node.state == FAILED:
