@@ -71,3 +71,9 @@ def test_an_empty_eval_at_is_allowed_and_turns_reports_off():
 
 def test_quick_evaluations_score_only_the_objective_tasks():
     assert LLMConfig.from_mapping(TINY).objective_tasks == ("hellaswag_tiny",)
+
+
+@pytest.mark.parametrize("eval_limit", [0, -5])
+def test_eval_limit_must_be_positive(eval_limit):
+    with pytest.raises(ObjectiveError, match="eval_limit must be > 0"):
+        LLMConfig.from_mapping({**TINY, "eval_limit": eval_limit})

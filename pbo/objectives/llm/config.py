@@ -70,7 +70,9 @@ class LLMConfig:
     #: Fractions of the training at which a reporting trial scores a quick lm-eval (`eval_limit` items of the
     #: objective's tasks) and reports it (docs/llm.md, "Intermediate reports"); empty: no reports.
     eval_at: tuple[float, ...] = (0.125, 0.25, 0.5)
-    eval_limit: int = 500  # items per task of a quick lm-eval
+    #: Items per task of a quick lm-eval: >= 1 a count, < 1 a fraction (lm-eval applies it to each subtask of
+    #: a group: a fraction keeps MMLU's 57 subjects small).
+    eval_limit: float = 500
     #: One metric `task/metric`, or a weighted mean {metric: weight}.
     objective: str | Mapping[str, float] = "hellaswag/acc_norm"
     # Outputs.
@@ -97,7 +99,7 @@ class LLMConfig:
         return cls(**values)
 
     def __post_init__(self) -> None:
-        for name in ("max_seq_length", "batch_size", "micro_batch_size", "lora_rank", "eval_batch_size", "eval_limit"):
+        for name in ("max_seq_length", "batch_size", "micro_batch_size", "lora_rank", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ObjectiveError(f"llm objective: {name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.micro_batch_size:
@@ -112,6 +114,8 @@ class LLMConfig:
         if any(not 0 < f < 1 for f in self.eval_at) or list(self.eval_at) != sorted(set(self.eval_at)):
             raise ObjectiveError(f"llm objective: eval_at must be increasing fractions of the training in (0, 1), "
                                  f"got {list(self.eval_at)}")
+        if not self.eval_limit > 0:
+            raise ObjectiveError(f"llm objective: eval_limit must be > 0, got {self.eval_limit}")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ObjectiveError(f"llm objective: precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if not self.tasks:
