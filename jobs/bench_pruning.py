@@ -12,8 +12,8 @@ Per run (from its log, read back with pbo.log.read):
   - GPU-h to best: GPU-hours (one GPU per worker, the baseline included) spent until the run's best final score
     first reaches the same algorithm and seed's unpruned best ("-": never);
   - GPU-h: all GPU-hours of the run; hours: its wall-clock length;
-  - training: the training spent, in trials' worth (a pruned trial counts the fraction it reached), over the
-    budget;
+  - training: the training spent, in trials' worth (a trial run to its end counts 1, a pruned one the fraction
+    of its steps it reached; the unpruned run spends the budget);
   - doomed stopped: of the trials whose true accuracy is below chance + 0.05, the share stopped by a quarter of
     their steps (at the 1/8 or 1/4 report).
 With `--pruned-budget N` the pruned runs get N trials instead (e.g. about the unpruned run's GPU-hours), to ask
@@ -114,7 +114,7 @@ def run_metrics(data: Any, seed: int, target: float | None) -> dict[str, Any]:
     stopped = (status[real] == "pruned") & (fraction <= EARLY + 1e-3)
     return {"best": best, "best_true": None if best_row is None else land.true_value(data.params(best_row)),
             "gpu_hours_to_best": hit, "gpu_hours": busy_hours_until(data, np.inf),
-            "hours": float(np.nanmax(trials["t_end"]) / 3600), "training": float(fraction.sum() / real.sum()),
+            "hours": float(np.nanmax(trials["t_end"]) / 3600), "training": float(fraction.sum()),
             "doomed": int(doomed.sum()), "doomed_stopped": int((doomed & stopped).sum()),
             "statuses": {s: int((status[real] == s).sum()) for s in sorted(set(status[real].tolist()))}}
 
@@ -149,7 +149,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"| {r['algorithm']} | {r['pruner']} | {r['trials']} | {r['best']:.4f} | {r['best_true']:.4f} | "
                      f"{cell(r['gpu_hours_to_best'], 1)} ({r['reached']}/{r['seeds']}) | {r['gpu_hours']:.1f} | "
-                     f"{r['hours']:.1f} | {r['training']:.2f} | {cell(r['doomed_stopped'], 2)} ({r['doomed']}) |")
+                     f"{r['hours']:.1f} | {r['training']:.1f} | {cell(r['doomed_stopped'], 2)} ({r['doomed']}) |")
     return "\n".join(lines) + "\n"
 
 
