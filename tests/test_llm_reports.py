@@ -3,6 +3,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -112,3 +113,24 @@ def test_a_dead_configuration_reports_exactly_the_base_score_and_an_unchanged_pr
     assert [call["value"] for call in recorder.calls] == [base] * 3
     losses = [call["probe_loss"] for call in recorder.calls]
     assert losses == pytest.approx([losses[0]] * 3, rel=1e-6)  # a step of 1e-9 moves it in the 8th digit
+
+
+@pytest.mark.slow
+def test_through_pbo_run_asha_prunes_a_dead_trial_after_a_good_one_at_its_report(tmp_path, tiny_study):
+    from pbo.log import read
+    from pbo_process import run_pbo, write_config
+
+    study = {**tiny_study, "algorithm": "lhs", "budget": 2, "workers": 1, "pruner": "asha",
+             "pruner_options": {"eta": 2, "min_resource": 1},
+             "space": {"learning_rate": {"type": "categorical", "choices": [1e-2, 1e-9]}}}  # good, then dead
+    study["objective_options"].update(tasks=["hellaswag_tiny"], max_steps=24, limit=30, eval_at=[0.5],
+                                      eval_limit=30)
+    out = tmp_path / "run.h5"
+    proc = run_pbo(["--config", write_config(tmp_path / "study.yaml", **study), "--out", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = read(out)
+    rows = {int(t): i for i, t in enumerate(run.trials["trial_id"])}
+    assert run.trials["status"][rows[1]] == "ok" and run.trials["status"][rows[2]] == "pruned"
+    dead = run.curve(2)
+    assert run.trials["step"][rows[2]] == dead["step"][-1] == 12 and run.trials["value"][rows[2]] == dead["value"][-1]
+    assert np.isnan(run.trials["hellaswag_tiny.acc_stderr"][rows[2]])  # stopped before its full evaluation
