@@ -1,5 +1,6 @@
 """The Markdown report: comparison table, convergence, LLM task metrics, then per run the worker timeline,
-hyperparameter effects and partition tree, with every figure saved as a PNG beside report.md.
+learning curves and compute by final status (runs whose objective reported), hyperparameter effects and
+partition tree, with every figure saved as a PNG beside report.md.
 
 Example:
     >>> write_report([load_run(p) for p in ["runs/soo.h5", "runs/bo.h5"]], "report/")   # report/report.md
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from analysis.convergence import plot_convergence
 from analysis.effects import plot_effects, plot_parallel_coordinates
 from analysis.partition import has_tree, plot_depths, plot_partition, state_counts
+from analysis.pruning import compute_markdown, plot_compute, plot_learning_curves
 from analysis.runs import Run
 from analysis.tables import comparison_markdown, default_thresholds, fmt, metrics_markdown
 from analysis.timeline import plot_timeline
@@ -82,6 +84,10 @@ def write_report(runs: Sequence[Run], out: str | Path, thresholds: dict[str, flo
             md.append("No finished trial yet.\n")
             continue
         md.append(figure(plot_timeline(run), f"{run.name}-timeline.png", "worker timeline"))
+        if run.has_reports:
+            md.append(figure(plot_learning_curves(run), f"{run.name}-curves.png", "learning curves by final status"))
+            md.append(f"\nCompute by final status:\n\n{compute_markdown(run)}\n")
+            md.append(figure(plot_compute(run), f"{run.name}-compute.png", "compute spent by final status"))
         if run.ok.any():
             md.append(figure(plot_effects(run), f"{run.name}-effects.png", "value against each variable"))
             md.append(figure(plot_parallel_coordinates(run), f"{run.name}-parallel.png", "parallel coordinates"))

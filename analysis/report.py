@@ -3,7 +3,8 @@
     python -m analysis.report runs/*.h5 --out report/ [--threshold 0.47]
 
 writes report/report.md (comparison table, convergence, LLM task metrics, then per run: worker timeline,
-hyperparameter effects, partition tree) and the figures beside it. Every figure is also a function of
+learning curves and compute by final status when the objective reported, hyperparameter effects, partition
+tree) and the figures beside it. Every figure is also a function of
 `analysis` for notebooks.
 """
 

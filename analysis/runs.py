@@ -33,6 +33,9 @@ class Run:
     Trial 0, when present, is the objective's baseline (e.g. the untuned LLM): it is not an optimizer trial,
     so `trials` excludes it; `baseline` holds its metrics and `baseline_span` its (worker, t_start, t_end), which
     count as busy worker time.
+
+    `reports` holds the trials' intermediate reports (columns `trial_id`, `step`, `fidelity`, `value`, `t` and
+    one per report metric; each trial's latest attempt only), empty when the objective never reported.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Run:
     baseline_span: tuple[int, float, float] | None = None
     tree: dict[str, np.ndarray] | None = None
     path: str = ""
+    reports: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lengths = {key: len(col) for key, col in self.trials.items()}
@@ -125,6 +129,15 @@ class Run:
     def count(self, status: str) -> int:
         return int(np.sum(self.trials["status"] == status))
 
+    @property
+    def has_reports(self) -> bool:
+        return len(self.reports.get("trial_id", ())) > 0
+
+    def curve(self, trial_id: int) -> dict[str, np.ndarray]:
+        """One trial's reports in the order they came (empty arrays when it sent none)."""
+        rows = np.flatnonzero(self.reports["trial_id"] == trial_id) if self.has_reports else np.array([], int)
+        return {name: column[rows] for name, column in self.reports.items()}
+
 
 def load_run(path: str | Path) -> Run:
     """Read an HDF5 log written by pbo (finished, live or left by a killed run) into a `Run`."""
@@ -145,9 +158,15 @@ def run_from_log(data: Any, path: Path) -> Run:
         span = (int(trials["worker"][i]), float(trials["t_start"][i]), float(trials["t_end"][i]))
         keep = trials["trial_id"] != 0
         trials = {key: col[keep] for key, col in trials.items()}
+    reports = {}
+    if len(data.reports.get("trial_id", ())):
+        keep = data.latest_attempt() & (data.reports["trial_id"] != 0)
+        order = np.argsort(data.reports["seq"][keep], kind="stable")
+        reports = {key: np.asarray(col)[keep][order] for key, col in data.reports.items() if key != "seq"}
     objective = str(config.get("objective", ""))
     return Run(
         name=path.stem, algorithm=str(attrs["algorithm"]), space=data.space, trials=trials, seed=int(attrs["seed"]),
         objective=objective, minimize=data.minimize, n_workers=int(attrs.get("n_workers", 0) or 0),
         gpus_per_worker=int(config.get("gpus_per_worker", 1) or 1), optimum=data.optimum,
-        metrics=list(data.metrics), baseline=baseline, baseline_span=span, tree=data.tree, path=str(path))
+        metrics=list(data.metrics), baseline=baseline, baseline_span=span, tree=data.tree, path=str(path),
+        reports=reports)

@@ -15,6 +15,7 @@ from analysis import (Run, comparison_markdown, load_run, metrics_markdown, plot
 from analysis.convergence import curve
 from analysis.document import problem
 from analysis.partition import has_tree
+from analysis.pruning import compute_by_status, compute_markdown, plot_compute, plot_learning_curves
 from analysis.scaling import plot_scaling, scaling_markdown, scaling_points
 from analysis.timeline import busy_workers
 from pbo.log.writer import RunLog
@@ -82,6 +83,21 @@ def make_run(algorithm="random", seed=0, n=30, workers=3, fail=(), tree=False, m
     return Run(name=name or f"{algorithm}-s{seed}", algorithm=algorithm, space=space, trials=trials, seed=seed,
                objective="branin", n_workers=workers, optimum=BRANIN.optimum, metrics=names, baseline=baseline,
                tree=trisection_tree(BRANIN, 8) if tree else None)
+
+
+def with_reports(run, pruned=(0, 1, 2)):
+    """`run` whose every trial reported at fidelities 0.25 and 0.5, the rows in `pruned` stopped at 0.25."""
+    ids, fidelity, value = [], [], []
+    for row, trial_id in enumerate(run.trials["trial_id"].tolist()):
+        for f in (0.25,) if row in pruned else (0.25, 0.5):
+            ids.append(trial_id)
+            fidelity.append(f)
+            value.append(run.trials["value"][row] - (1 - f))
+    run.reports = {"trial_id": np.array(ids), "step": 4 * np.array(fidelity), "fidelity": np.array(fidelity),
+                   "value": np.array(value), "t": np.zeros(len(ids))}
+    run.trials["status"] = run.trials["status"].astype("U8")
+    run.trials["status"][list(pruned)] = "pruned"
+    return run
 
 
 def saved(fig, tmp_path, name="fig.png"):
@@ -222,6 +238,43 @@ def test_report_embeds_every_figure_and_names_every_run(tmp_path):
     assert "ValueError: bad parameters" in report and "## Task metrics" in report
 
 
+def test_learning_curves_draw_one_line_per_reporting_trial_coloured_by_final_status(tmp_path):
+    run = with_reports(make_run(n=10))
+    fig = plot_learning_curves(run)
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() != "untuned baseline"]
+    assert len(lines) == 10
+    colors = {line.get_color() for line in lines}
+    assert colors == {"#4c9f70", "#7b6fb0"}  # ok, pruned
+    assert "3 pruned" in fig.axes[0].get_title() and saved(fig, tmp_path) > 5000
+
+
+def test_a_completed_trials_curve_ends_at_its_final_value_at_fidelity_one():
+    run = with_reports(make_run(n=4), pruned=())
+    line = plot_learning_curves(run).axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [0.25, 0.5, 1.0] and line.get_ydata()[-1] == run.trials["value"][0]
+
+
+def test_compute_by_status_splits_worker_hours_and_the_fraction_done():
+    run = with_reports(make_run(n=10))
+    parts = compute_by_status(run)
+    span = (run.trials["t_end"] - run.trials["t_start"]) / 3600
+    assert parts["pruned"]["hours"] == pytest.approx(span[:3].sum()) and parts["ok"]["trials"] == 7
+    assert (parts["pruned"]["fidelity"], parts["ok"]["fidelity"]) == (0.25, 1.0)
+    assert "| pruned | 3 |" in compute_markdown(run) and "worker-hours" in compute_markdown(run)
+
+
+def test_compute_figure_stacks_every_status(tmp_path):
+    fig = plot_compute(with_reports(make_run(n=10, fail=(5,))))
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["ok", "pruned", "failed"]
+    assert saved(fig, tmp_path) > 5000
+
+
+def test_report_draws_curves_and_compute_only_for_runs_with_reports(tmp_path):
+    report = write_report([with_reports(make_run("soo")), make_run("bo")], tmp_path / "report").read_text()
+    assert "soo-s0-curves.png" in report and "soo-s0-compute.png" in report and "| pruned | 3 |" in report
+    assert "bo-s0-curves" not in report and "bo-s0-compute" not in report
+
+
 def test_strong_scaling_speedup_is_relative_to_one_worker(tmp_path):
     runs = [make_run("random", 0, n=24, workers=w, name=f"random-W{w}") for w in (1, 2, 4)]
     points = scaling_points(runs, "strong")
@@ -266,6 +319,9 @@ def logs(tmp_path_factory):
         "space": {"mode": {"type": "categorical", "choices": ["ok", "raise"]},
                   "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
     runs["with-failures"] = ["--config", str(faulty)]
+    runs["curve-asha"] = ["--objective", "curve", "--objective-options", "{steps: 9}", "--simulate", "3",
+                          "--cost", "{kind: lognormal, mean: 60}", "--no-progress", "--algorithm", "random",
+                          "--budget", "20", "--pruner", "asha", "--pruner-options", "{eta: 3, min_resource: 1}"]
     for name, args in runs.items():
         result = run_pbo([*args, "--out", str(folder / f"{name}.h5")], timeout=300)
         assert result.returncode == 0, result.stderr
@@ -291,7 +347,9 @@ def test_report_on_real_logs_writes_images_and_names_every_run(logs, tmp_path):
     for path in paths:
         assert f"## {path.stem}" in text
     images = [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
-    assert {"soo-partition.png", "bamsoo-depths.png", "bo-effects.png", "with-failures-timeline.png"} <= set(images)
+    assert {"soo-partition.png", "bamsoo-depths.png", "bo-effects.png", "with-failures-timeline.png",
+            "curve-asha-curves.png", "curve-asha-compute.png"} <= set(images)
+    assert "soo-curves.png" not in images
     for image in images:
         assert (tmp_path / "report" / image).stat().st_size > 5000
     assert "planned failure" in text

@@ -57,3 +57,23 @@ def test_defaults_are_the_reference_study():
     cfg = LLMConfig()
     assert (cfg.model, cfg.dataset, cfg.batch_size) == ("meta-llama/Llama-3.2-1B", "yahma/alpaca-cleaned", 16)
     assert cfg.target_modules == ("q_proj", "k_proj", "v_proj", "lm_head")
+
+
+@pytest.mark.parametrize("eval_at", [[0.5, 0.25], [0.0, 0.5], [0.5, 1.0], [0.25, 0.25]])
+def test_eval_at_must_be_increasing_fractions_inside_the_training(eval_at):
+    with pytest.raises(ObjectiveError, match="eval_at must be increasing fractions"):
+        LLMConfig.from_mapping({**TINY, "eval_at": eval_at})
+
+
+def test_an_empty_eval_at_is_allowed_and_turns_reports_off():
+    assert LLMConfig.from_mapping({**TINY, "eval_at": []}).eval_at == ()
+
+
+def test_quick_evaluations_score_only_the_objective_tasks():
+    assert LLMConfig.from_mapping(TINY).objective_tasks == ("hellaswag_tiny",)
+
+
+@pytest.mark.parametrize("eval_limit", [0, -5])
+def test_eval_limit_must_be_positive(eval_limit):
+    with pytest.raises(ObjectiveError, match="eval_limit must be > 0"):
+        LLMConfig.from_mapping({**TINY, "eval_limit": eval_limit})

@@ -11,8 +11,9 @@ import pytest
 
 from pbo.log import read
 from pbo.objectives import ObjectiveError, resolve_objective
-from pbo.objectives.landscape import SPACE, LLMLandscape
+from pbo.objectives.landscape import SPACE, LLMLandscape, ReportingLandscape
 from pbo.space import Space
+from pbo.worker import takes_report
 from pbo_process import run_pbo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +132,58 @@ def test_the_cli_runs_a_few_trials_and_logs_acc_with_its_stderr(tmp_path):
     assert logged.n_trials == 6 and list(logged.trials["trial_id"]) == [0, 1, 2, 3, 4, 5]  # baseline first
     assert logged.key == "acc" and logged.optimum == 0.479
     assert np.all((logged.trials["acc_stderr"] > 0.004) & (logged.trials["acc_stderr"] < 0.006))
+
+
+# ---- learning curves (eval_at) ------------------------------------------------------------------------------
+
+CURVES = {"eval_at": [0.125, 0.25, 0.5], "steps": 800, "noise": "none"}
+
+
+def reports_of(objective, params):
+    seen = []
+    final = objective.function(params, report=lambda step, value, fidelity, **m: seen.append((step, value)) or True)
+    return seen, final["acc"]
+
+
+def test_without_eval_at_the_landscape_takes_no_report_and_is_unchanged():
+    objective = resolve_objective("llm_landscape", {"items": 1000})
+    assert not takes_report(objective.function) and objective.function(BEST) == LLMLandscape(items=1000)(BEST)
+
+
+def test_a_trained_configuration_reports_at_the_eval_at_steps_and_climbs_to_its_final_accuracy():
+    seen, final = reports_of(resolve_objective("llm_landscape", CURVES), BEST)
+    assert [step for step, _ in seen] == [100, 200, 400]
+    values = [value for _, value in seen]
+    assert LAND.base < values[0] < values[1] < values[2] < final == LAND.best
+
+
+def test_a_dead_configuration_reports_the_base_model_and_a_collapsing_one_chance_from_its_first_report():
+    objective = resolve_objective("llm_landscape", CURVES)
+    dead, _ = reports_of(objective, {**BEST, "learning_rate": 1e-9})
+    collapsing, _ = reports_of(objective, {**BEST, "lora_alpha": 32})
+    assert [v for _, v in dead] == [LAND.base] * 3 and [v for _, v in collapsing] == [LAND.chance] * 3
+
+
+def test_a_trial_that_runs_to_its_end_returns_what_it_returns_without_reports():
+    params = sample(1, seed=4)[0]
+    with_curves = resolve_objective("llm_landscape", {"eval_at": [0.5], "seed": 3})
+    assert with_curves.function(params, report=lambda *a, **k: True) == LLMLandscape(seed=3)(params)
+
+
+def test_a_stop_answer_ends_the_trial_at_that_report():
+    objective = resolve_objective("llm_landscape", CURVES)
+    seen = []
+    out = objective.function(BEST, report=lambda step, value, fidelity, **m: seen.append(value) or False)
+    assert len(seen) == 1 and out["acc"] == seen[0]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"eval_at": [0.5, 0.25]}, "eval_at must be increasing fractions"),
+    ({"eval_at": [0.5], "steps": 0}, "steps must be an integer >= 1"),
+])
+def test_bad_curve_options_are_one_line_errors(options, message):
+    with pytest.raises(ObjectiveError, match=message):
+        resolve_objective("llm_landscape", options)
 
 
 # ---- jobs/bench_llm_landscape.py -------------------------------------------------------------------------

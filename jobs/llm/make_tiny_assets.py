@@ -27,7 +27,7 @@ import tiny_tasks as tt  # noqa: E402
 
 from pbo.objectives.llm.config import TINY_DIR, LLMConfig  # noqa: E402
 from pbo.objectives.llm.data import tokenize  # noqa: E402
-from pbo.objectives.llm.train import train  # noqa: E402
+from pbo.objectives.llm.train import Progress, train  # noqa: E402
 
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 CHARS = string.ascii_lowercase + string.ascii_uppercase + string.digits + " \n:=?.,;!'\"-#()/"
@@ -139,9 +139,9 @@ def main() -> None:
                     weight_decay=0.01, warmup_ratio=0.05, divergence_factor=1e9)
     start = time.perf_counter()
 
-    def progress(step: int, loss: float) -> None:
-        if step % 100 == 0:
-            print(f"step {step}: loss {loss:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    def progress(at: Progress) -> None:
+        if at.step % 100 == 1:
+            print(f"step {at.step - 1}: loss {at.loss:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
 
     stats = train(model, seqs, cfg, torch.device("cpu"), tokenizer.pad_token_id, on_step=progress)
     print(f"pre-trained {sum(p.numel() for p in model.parameters()):,} parameters, {stats.steps} steps in "

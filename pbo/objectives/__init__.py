@@ -51,14 +51,22 @@ def _synthetic(function: TestFunction, options: Mapping[str, Any]) -> Objective:
 
 
 def _landscape(options: Mapping[str, Any]) -> Objective:
-    from pbo.objectives.landscape import NAMES, SPACE, LLMLandscape
+    from pbo.objectives.landscape import NAMES, SPACE, LLMLandscape, ReportingLandscape
 
-    unknown = sorted(set(options) - {"items", "seed", "noise"})
+    curve_options = ("eval_at", "eval_limit", "steps")
+    unknown = sorted(set(options) - {"items", "seed", "noise", *curve_options})
     if unknown:
-        raise ObjectiveError(f"objective 'llm_landscape' has no option(s) {unknown} (it takes items, seed, noise)")
+        raise ObjectiveError(f"objective 'llm_landscape' has no option(s) {unknown} "
+                             f"(it takes items, seed, noise, {', '.join(curve_options)})")
+    options = dict(options)
+    curve = {name: options.pop(name) for name in curve_options if name in options}
     try:
         land = LLMLandscape(**options)
-    except ValueError as exc:
+        # Only with eval_at does the function take `report`: without it trials neither report nor change.
+        function: Any = land
+        if curve.get("eval_at"):
+            function = ReportingLandscape(land, **{**curve, "eval_at": tuple(curve["eval_at"])})
+    except (TypeError, ValueError) as exc:
         raise ObjectiveError(f"llm_landscape: {exc}") from None
 
     def check(space: Space) -> None:
@@ -66,7 +74,7 @@ def _landscape(options: Mapping[str, Any]) -> Objective:
             raise ObjectiveError(f"llm_landscape: the space must have exactly the variables {', '.join(NAMES)}, "
                                  f"got {', '.join(space.names)}")
 
-    return Objective("llm_landscape", land, key="acc", space=SPACE, optimum=land.true_value(land.best_point),
+    return Objective("llm_landscape", function, key="acc", space=SPACE, optimum=land.true_value(land.best_point),
                      check=check, baseline=land.baseline)
 
 

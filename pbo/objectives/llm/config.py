@@ -67,6 +67,12 @@ class LLMConfig:
     num_fewshot: int = 0
     limit: float = 0  # items per task: 0 all, < 1 a fraction, >= 1 a count
     eval_batch_size: int = 32
+    #: Fractions of the training at which a reporting trial scores a quick lm-eval (`eval_limit` items of the
+    #: objective's tasks) and reports it (docs/llm.md, "Intermediate reports"); empty: no reports.
+    eval_at: tuple[float, ...] = (0.125, 0.25, 0.5)
+    #: Items per task of a quick lm-eval: >= 1 a count, < 1 a fraction (lm-eval applies it to each subtask of
+    #: a group: a fraction keeps MMLU's 57 subjects small).
+    eval_limit: float = 500
     #: One metric `task/metric`, or a weighted mean {metric: weight}.
     objective: str | Mapping[str, float] = "hellaswag/acc_norm"
     # Outputs.
@@ -85,6 +91,8 @@ class LLMConfig:
         for name, value in options.items():
             if name in ("tasks", "target_modules"):
                 value = (value,) if isinstance(value, str) else tuple(value)
+            elif name == "eval_at":
+                value = _fractions(value)
             elif name == "objective":
                 value = value if isinstance(value, str) else dict(value)
             values[name] = _coerce(known[name], value)
@@ -103,6 +111,11 @@ class LLMConfig:
             raise ObjectiveError(f"llm objective: lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
             raise ObjectiveError(f"llm objective: learning_rate must be >= 0, got {self.learning_rate}")
+        if any(not 0 < f < 1 for f in self.eval_at) or list(self.eval_at) != sorted(set(self.eval_at)):
+            raise ObjectiveError(f"llm objective: eval_at must be increasing fractions of the training in (0, 1), "
+                                 f"got {list(self.eval_at)}")
+        if not self.eval_limit > 0:
+            raise ObjectiveError(f"llm objective: eval_limit must be > 0, got {self.eval_limit}")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ObjectiveError(f"llm objective: precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if not self.tasks:
@@ -123,6 +136,12 @@ class LLMConfig:
     @property
     def objective_weights(self) -> dict[str, float]:
         return {self.objective: 1.0} if isinstance(self.objective, str) else dict(self.objective)
+
+    @property
+    def objective_tasks(self) -> tuple[str, ...]:
+        """The tasks the objective's metrics come from (a quick evaluation scores only these), in `tasks` order."""
+        needed = {metric.split("/", 1)[0] for metric in self.objective_weights}
+        return tuple(task for task in self.tasks if task in needed)
 
     @property
     def key(self) -> str:
@@ -147,6 +166,15 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message: errors here are reported in one line."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _fractions(value: Any) -> tuple[float, ...]:
+    """`eval_at` from YAML: a list of numbers (or one number)."""
+    values = [value] if isinstance(value, (int, float, str)) else list(value or [])
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ObjectiveError(f"llm objective: option 'eval_at': {value!r} is not a list of fractions") from None
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:

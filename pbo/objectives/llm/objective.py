@@ -2,7 +2,8 @@
 
 `make_objective(options)` is what `resolve_objective("llm", options)` returns. A trial runs in a child
 process of its MPI worker, on the device that worker was given, and returns every task metric with its
-stderr, the training and scoring costs, and the objective's key.
+stderr, the training and scoring costs, and the objective's key. Called with `report` (by pbo's workers), it
+reports a quick score at the `eval_at` fractions of the training and stops when told to (reports.py).
 
 Example (the embedded tiny study, about ten seconds on one CPU core):
     >>> objective = make_objective({"model": "tiny", "dataset": "tiny", "task_dir": "tiny",
@@ -18,7 +19,7 @@ import functools
 import logging
 import resource
 import warnings
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -29,6 +30,7 @@ from pbo.objectives.llm.config import TUNABLE, LLMConfig, first_line
 from pbo.objectives.llm.data import load_records, tokenize
 from pbo.objectives.llm.evaluate import check_tasks, score
 from pbo.objectives.llm.model import add_lora, check_model, compute_dtype, load_model, load_tokenizer, pick_device
+from pbo.objectives.llm.reports import Reporter, objective_value
 from pbo.objectives.llm.train import train
 
 #: The reference study's search space (DESIGN.md), with the learning rate cut to the range that trains.
@@ -70,8 +72,9 @@ def check_resources(cfg: LLMConfig) -> None:
     check_tasks(cfg)
 
 
-def fine_tune(cfg: LLMConfig) -> tuple[Any, Any, dict[str, float]]:
-    """(LoRA model, tokenizer, training metrics) for one configuration."""
+def fine_tune(cfg: LLMConfig, report: Callable[..., bool] | None = None
+              ) -> tuple[Any, Any, dict[str, float], Reporter | None]:
+    """(LoRA model, tokenizer, training metrics, the reporter when it reported) for one configuration."""
     device = _prepare_device(cfg)
     tokenizer = load_tokenizer(cfg.resolve("model"))
     records = load_records(cfg.resolve("dataset"), cfg.dataset_split, cfg.max_examples)
@@ -79,18 +82,23 @@ def fine_tune(cfg: LLMConfig) -> tuple[Any, Any, dict[str, float]]:
     model = load_model(cfg, device)
     torch.manual_seed(cfg.seed)  # after everything that may re-seed: the adapter's A matrices and dropout
     model = add_lora(model, cfg)
-    stats = train(model, seqs, cfg, device, tokenizer.pad_token_id, compute_dtype(cfg.precision, device))
+    reporter = Reporter(cfg, report, model, tokenizer) if report is not None and cfg.eval_at else None
+    stats = train(model, seqs, cfg, device, tokenizer.pad_token_id, compute_dtype(cfg.precision, device), reporter)
     metrics = {"train_seconds": stats.seconds, "train_tokens_per_s": stats.tokens_per_second,
                "train_steps": float(stats.steps), "pad_fraction": stats.pad_fraction,
                "train_loss_first": stats.first_loss, "train_loss_last": stats.last_loss}
-    return model, tokenizer, metrics
+    return model, tokenizer, metrics, reporter
 
 
-def run_trial(cfg: LLMConfig, params: Mapping[str, Any]) -> dict[str, float]:
-    """Metrics of one trial; raises TrialFailed (NaN or diverging loss) with the reason."""
+def run_trial(cfg: LLMConfig, params: Mapping[str, Any], report: Callable[..., bool] | None = None
+              ) -> dict[str, float]:
+    """Metrics of one trial; raises TrialFailed (NaN or diverging loss) with the reason. With `report` it reports
+    quick scores while it trains; told to stop, it returns at once with its last report (no final evaluation)."""
     cfg = cfg.with_params(params)
     quiet_libraries()
-    model, tokenizer, metrics = fine_tune(cfg)
+    model, tokenizer, metrics, reporter = fine_tune(cfg, report)
+    if reporter is not None and reporter.stopped:
+        return {**metrics, **reporter.last}
     metrics.update(scored(model, tokenizer, cfg))
     if cfg.keep_top_k:
         keep_adapter(model, cfg, dict(params), metrics)
@@ -138,8 +146,7 @@ def scored(model: Any, tokenizer: Any, cfg: LLMConfig) -> dict[str, float]:
     metrics["eval_seconds"] = seconds
     metrics["peak_memory_mb"] = _peak_memory_mb()
     if cfg.key not in metrics:  # a weighted mean
-        weights = cfg.objective_weights
-        metrics[cfg.key] = sum(w * metrics[m] for m, w in weights.items()) / sum(weights.values())
+        metrics[cfg.key] = objective_value(metrics, cfg)
     return metrics
 
 

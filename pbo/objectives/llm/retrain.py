@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ObjectiveError(f"--params must be a JSON object, got {args.params!r}")
         cfg = LLMConfig.from_mapping(load_study_options(args.config)).with_params(params)
         check_resources(cfg)
-        model, tokenizer, metrics = fine_tune(cfg)
+        model, tokenizer, metrics, _ = fine_tune(cfg)
         if not args.no_score:
             metrics.update(scored(model, tokenizer, cfg))
     except json.JSONDecodeError as exc:

@@ -30,16 +30,30 @@ class TrialFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainStats:
-    steps: int
+    steps: int  # optimizer steps done (fewer than planned when `on_step` stopped the run)
     seconds: float
     tokens: int  # real tokens through the model (padding excluded)
     pad_fraction: float  # padded share of all positions
     first_loss: float
     last_loss: float
+    stopped: bool = False  # `on_step` asked to stop before the last step
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands after an optimizer step: what `on_step` gets (progress output, intermediate reports)."""
+
+    step: int  # optimizer steps done, 1-based
+    steps: int  # planned
+    loss: float  # this step's training loss (mean over its response tokens)
+    tokens: int  # real tokens seen so far
+    seconds: float  # since training started
+    #: The loss of the fixed probe sample now (no dropout, no gradients): comparable between steps and trials.
+    probe_loss: Callable[[], float]
 
 
 def total_steps(n_sequences: int, cfg: LLMConfig) -> int:
@@ -59,10 +73,11 @@ def lr_factor(step: int, steps: int, warmup_ratio: float) -> float:
 
 def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.device, pad_id: int,
           autocast_dtype: torch.dtype = torch.float32,
-          on_step: Callable[[int, float], None] | None = None) -> TrainStats:
+          on_step: Callable[[Progress], bool | None] | None = None) -> TrainStats:
     """Train the parameters of `model` that require grad; raise TrialFailed on a NaN or diverging loss.
 
-    `on_step(step, loss)` is called after every optimizer step (progress output of long runs).
+    `on_step(progress)` is called after every optimizer step (progress output, intermediate reports); when it
+    returns False training stops there (a pruned trial), with `stopped` set in the stats.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -78,6 +93,7 @@ def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.d
     limit = cfg.divergence_factor * _probe_loss(model, probe, device, autocast_dtype)
     check_every = max(1, steps // PROBES)
     start = time.perf_counter()
+    done, stopped = 0, False
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * lr_factor(step, steps, cfg.warmup_ratio)
@@ -103,13 +119,18 @@ def train(model: Any, seqs: Sequence[Tokenized], cfg: LLMConfig, device: torch.d
         if (step + 1) % check_every == 0 and _probe_loss(model, probe, device, autocast_dtype) > limit:
             raise TrialFailed(f"loss diverged by step {step + 1} of {steps}: the loss of a fixed sample rose above "
                               f"{cfg.divergence_factor:g} x its start {limit / cfg.divergence_factor:.3g}")
+        done = step + 1
         if on_step is not None:
-            on_step(step, loss_sum)
+            progress = Progress(done, steps, loss_sum, tokens, time.perf_counter() - start,
+                                lambda: _probe_loss(model, probe, device, autocast_dtype))
+            if on_step(progress) is False:
+                stopped = True
+                break
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     model.eval()
-    return TrainStats(steps, seconds, tokens, pad / max(1, tokens + pad), first, last)
+    return TrainStats(done, seconds, tokens, pad / max(1, tokens + pad), first, last, stopped)
 
 
 def _probe_batches(seqs: Sequence[Tokenized], cfg: LLMConfig, pad_id: int) -> list[Batch]:

@@ -1,0 +1,43 @@
+"""jobs/bench_pruning.py: pruners on a simulated reference study, on a budget small enough for a test."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench():
+    from jobs import bench_pruning
+
+    return bench_pruning
+
+
+@pytest.fixture(scope="module")
+def result(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "pruning.json"
+    assert bench.main(["--algorithms", "random", "--seeds", "1", "--budget", "16", "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_it_writes_one_row_per_pruner_with_the_command(result):
+    assert result["command"] == f"python jobs/bench_pruning.py --algorithms random --seeds 1 --budget 16 --json " \
+                                f"{result['command'].split('--json ')[1]}"
+    assert [(r["algorithm"], r["pruner"]) for r in result["rows"]] == [("random", p) for p in ("none", "asha", "median")]
+
+
+def test_pruning_spends_less_training_and_stops_the_doomed_trials_by_a_quarter(result):
+    rows = {r["pruner"]: r for r in result["rows"]}
+    assert rows["none"]["training"] == 16 and rows["none"]["doomed_stopped"] == 0
+    assert rows["asha"]["training"] < 0.6 * 16 and rows["asha"]["gpu_hours"] < rows["none"]["gpu_hours"]
+    assert rows["asha"]["doomed"] > 0 and rows["asha"]["doomed_stopped"] >= 0.8
+
+
+def test_the_unpruned_run_reaches_its_own_best(result):
+    none = result["rows"][0]
+    assert none["reached"] == 1 and 0 < none["gpu_hours_to_best"] <= none["gpu_hours"]
+
+
+def test_pruners_must_start_with_none(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--pruners", "asha,none"])
+    assert "give none first" in capsys.readouterr().err
