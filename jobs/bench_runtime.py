@@ -14,8 +14,12 @@
    work is left) on lognormal durations, for budgets of 4 to 64 trials per worker. What it loses is the final
    drain, which no scheduler avoids once the budget is spent.
 
+4. The log's cost per result (`--log-cost`): milliseconds per `record_result` (fsynced /trials row) and per
+   `record_tree` at 4,096 trials and a tree growing to 10^4 nodes, the tree written whole after every result
+   (before log format 5) against only its new and changed nodes (format 5).
+
 Usage: python jobs/bench_runtime.py [--algorithms random,lhs] [--ask-ahead never,auto] [--rounds 4] [--quick]
-       [--no-real] [--bound] [--json FILE]
+       [--no-real] [--bound] [--log-cost] [--json FILE]
 (run it with `nice`; the real part oversubscribes the cores on purpose: trials sleep).
 """
 
@@ -38,12 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pbo.backends.simulated import SimulatedBackend  # noqa: E402
-from pbo.log import read  # noqa: E402
+from pbo.log import RunLog, read  # noqa: E402
+from pbo.log.layout import TREE, TREE_COLUMNS  # noqa: E402
 from pbo.objectives import resolve_objective  # noqa: E402
 from pbo.objectives.cost import CostModel  # noqa: E402
 from pbo.optimizers import make_optimizer  # noqa: E402
 from pbo.scheduler import RunSummary, run_study  # noqa: E402
 from pbo.space import Space  # noqa: E402
+from pbo.trial import TrialResult, TrialState  # noqa: E402
 
 SUMMARY = re.compile(r"in ([\d.]+) s .*utilization ([\d.]+); master CPU ([\d.]+) s.*latency ([\d.]+) ms")
 MEAN_43_MIN = 43 * 60.0
@@ -111,6 +117,56 @@ def ideal_utilization(workers: int, rounds: int, sigma: float, repeats: int = 20
                             for _ in range(repeats)]))
 
 
+def synthetic_tree(n: int, dim: int, changes: int) -> dict[str, np.ndarray]:
+    """A node table of `n` nodes in which the first `changes` nodes have been evaluated and expanded: what a tree
+    method's table looks like after `changes` results (values and flags change, boxes never do)."""
+    done = np.arange(n) < changes
+    return {"node_id": np.arange(n), "parent": (np.arange(n) - 1) // 3, "depth": np.log1p(np.arange(n)).astype(int),
+            "lower": np.zeros((n, dim)), "upper": np.ones((n, dim)), "center": np.full((n, dim), 0.5),
+            "value": np.where(done, np.arange(n) / n, np.nan), "state": np.where(done, "evaluated", "pending"),
+            "expanded": done}
+
+
+def whole_tree_write(log: RunLog, table: dict[str, np.ndarray]) -> None:
+    """/tree as it was written before format 5: every column rewritten whole after each result."""
+    rows = len(table["node_id"])
+    columns = {name: np.asarray(table[name]).astype(dtype).reshape((rows, -1) if vector else (rows,))
+               for name, (dtype, vector) in TREE_COLUMNS.items()}
+    log._write_columns(TREE, columns, rows, sync=False)
+
+
+def log_cost(trials: int = 4096, nodes: int = 10_000, dim: int = 6) -> list[dict]:
+    """Milliseconds per result of the log at `trials` results, the tree growing to `nodes` nodes: the mean over
+    the run and over the last tenth (the largest tree), for the /trials row and for each way of writing /tree."""
+    import time
+    space = Space.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(dim)})
+    out = []
+    for mode, write in (("whole tree (format 4)", whole_tree_write), ("changed nodes (format 5)", None)):
+        with tempfile.TemporaryDirectory() as scratch:
+            log = RunLog.create(Path(scratch) / "cost.h5", config={}, space=space, algorithm="soo", seed=0,
+                                n_workers=1)
+            log.record_tree(synthetic_tree(1, dim, 0))  # creates /tree (a file rewrite, once)
+            t_trial, t_tree = [], []
+            for i in range(1, trials + 1):
+                result = TrialResult(i, {f"x{j}": 0.5 for j in range(dim)}, np.full(dim, 0.5), TrialState.OK,
+                                     value=float(i), worker=1, t_submit=i, t_start=i, t_end=i + 1)
+                start = time.perf_counter()
+                log.record_result(result)
+                t_trial.append(time.perf_counter() - start)
+                tree = synthetic_tree(round(nodes * i / trials), dim, i)
+                start = time.perf_counter()
+                (write or (lambda lg, tb: lg.record_tree(tb)))(log, tree)
+                t_tree.append(time.perf_counter() - start)
+            log.close()
+        tail = trials // 10
+        out.append({"tree_write": mode, "trials": trials, "nodes": nodes,
+                    "trials_ms": 1e3 * float(np.mean(t_trial)), "tree_ms": 1e3 * float(np.mean(t_tree)),
+                    "trials_ms_last_tenth": 1e3 * float(np.mean(t_trial[-tail:])),
+                    "tree_ms_last_tenth": 1e3 * float(np.mean(t_tree[-tail:]))})
+        print(out[-1], file=sys.stderr, flush=True)
+    return out
+
+
 def table(title: str, header: list[str], rows: list[list]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -131,8 +187,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="simulated budget per worker (budget = rounds x W)")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True, help="run the real part")
     parser.add_argument("--bound", action="store_true", help="print only the ideal-scheduler bound table")
+    parser.add_argument("--log-cost", action="store_true", help="print only the log's cost per result (part 4)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.log_cost:
+        out = {"log_cost": log_cost()}
+        print(table("The log's cost per result, 4,096 trials, /tree growing to 10^4 nodes (ms)",
+                    ["/tree written", "/trials row", "/tree", "/trials row, last tenth", "/tree, last tenth"],
+                    [[r["tree_write"], f"{r['trials_ms']:.2f}", f"{r['tree_ms']:.2f}",
+                      f"{r['trials_ms_last_tenth']:.2f}", f"{r['tree_ms_last_tenth']:.2f}"] for r in out["log_cost"]]))
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+        return
     algorithms = args.algorithms.split(",")
     real_workers = [int(w) for w in (args.real_workers or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
     real_budget = 16 if args.quick else 64

@@ -132,10 +132,12 @@ def foreign_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 if __name__ == "__main__":
-    # python tests/log_support.py PATH BUDGET: write a run, printing "ack ID" after each record_result returns.
+    # python tests/log_support.py PATH BUDGET [ALGORITHM]: write a run, printing "ack ID" after each record_result
+    # returns.
     path, budget = sys.argv[1], int(sys.argv[2])
-    config = {**CONFIG, "budget": budget}
-    log = RunLog.create(path, config=config, space=SPACE, algorithm="lhs", seed=CONFIG["seed"], n_workers=3)
+    config = {**CONFIG, "budget": budget, "algorithm": sys.argv[3] if len(sys.argv) > 3 else CONFIG["algorithm"]}
+    log = RunLog.create(path, config=config, space=SPACE, algorithm=config["algorithm"], seed=CONFIG["seed"],
+                        n_workers=3)
     print("created", flush=True)
 
     def ack(trial_id: int) -> None:

@@ -71,6 +71,34 @@ def test_a_writer_killed_at_random_moments_leaves_every_acknowledged_trial(tmp_p
         assert sorted(read(path).trials["trial_id"]) == list(range(budget + 1))
 
 
+def test_a_tree_writer_killed_at_random_moments_leaves_a_tree_that_its_replay_extends(tmp_path):
+    """/tree gains rows as nodes change (format 5): whatever moment a kill lands on, each logged node is the node the
+    replay of the log rebuilds (its box; its value and state once settled), never a half-written one."""
+    rng = random.Random(5)
+    budget = 40
+    for kill in range(WRITER_KILLS // 2):
+        path = tmp_path / f"kill{kill}.h5"
+        proc = subprocess.Popen([sys.executable, str(TESTS / "log_support.py"), str(path), str(budget), "soo"],
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        wanted = rng.randrange(5, budget)
+        lines_until(proc, lambda seen: sum(s.startswith("ack") for s in seen) > wanted)
+        time.sleep(rng.uniform(0, 0.003))
+        proc.kill()
+        proc.communicate()
+        logged = read(path).tree
+        replayed = new_optimizer({**CONFIG, "algorithm": "soo", "budget": budget})
+        load_resume(path).restore(replayed)
+        table = replayed.tree_table()
+        n = len(logged["node_id"])
+        assert 0 < n <= len(table["node_id"]), f"kill point {kill}"
+        for name in ("node_id", "parent", "depth", "lower", "upper", "center"):
+            np.testing.assert_array_equal(logged[name], table[name][:n], err_msg=f"kill point {kill}: {name}")
+        settled = logged["state"] != "pending"
+        np.testing.assert_array_equal(logged["state"][settled], table["state"][:n][settled])
+        np.testing.assert_array_equal(logged["value"][settled], table["value"][:n][settled])
+        assert not (logged["expanded"] & ~table["expanded"][:n]).any()
+
+
 def start_run(args: list[str], evals: Path, np: int) -> tuple[subprocess.Popen, list[str]]:
     env = {**environment(), "PBO_LOG_EVALS": str(evals)}
     proc = subprocess.Popen(command(args, np), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -44,7 +44,7 @@ def test_reports_are_rows_with_their_metrics_and_a_trial_s_curve_is_its_reports_
     log, _ = killed_run(tmp_path / "run.h5")
     log.close()
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == LOG_FORMAT == 4
+    assert run.attrs["log_format"] == LOG_FORMAT == 5
     assert run.reports["trial_id"].tolist() == [1, 2, 1]
     curve = run.curve(1)
     assert curve["step"].tolist() == [1, 2] and curve["value"].tolist() == [0.5, 0.25]

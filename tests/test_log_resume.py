@@ -15,6 +15,7 @@ import pytest
 from log_support import CONFIG, SPACE, baseline_result, drive, foreign_files, new_log, new_optimizer, toy
 from pbo.backends.simulated import SimulatedBackend
 from pbo.log import LogError, RunLog, load_resume, read, resume_config
+from pbo.log.layout import LOG_FORMAT
 from pbo.objectives import Objective
 from pbo.objectives.cost import CostModel
 from pbo.optimizers import ReplayDivergence, make_optimizer
@@ -208,7 +209,7 @@ def test_a_log_of_format_3_resumes_by_recomputing_and_gains_the_columns_of_forma
     with RunLog.reopen(tmp_path / "run.h5", n_workers=2, study=study) as log:
         drive(log, after, 20, workers=2, redo=redo)
     run = read(tmp_path / "run.h5")
-    assert run.attrs["log_format"] == 4 and sorted(run.trials["trial_id"]) == list(range(21))
+    assert run.attrs["log_format"] == LOG_FORMAT and sorted(run.trials["trial_id"]) == list(range(21))
     old = len(before.trials)
     assert np.isnan(run.asks["told"][:old]).all() and (run.asks["told"][old + len(redo):] >= 0).all()
     assert set(run.decisions["trial_id"]) == set(range(old + 1, 21)) | {c.id for c in redo}  # redo: dispatched again

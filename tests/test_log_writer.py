@@ -41,7 +41,7 @@ def test_root_attributes_record_the_sense_key_and_optimum_as_the_run_worked_them
     new_log(tmp_path / "run.h5", study={"minimize": True, "key": "eval/acc", "optimum": None}).close()
     with h5py.File(tmp_path / "run.h5", "r") as handle:
         attrs = dict(handle.attrs)
-    assert attrs["log_format"] == LOG_FORMAT == 4
+    assert attrs["log_format"] == LOG_FORMAT == 5
     assert attrs["minimize"] and attrs["key"] == "eval/acc" and math.isnan(attrs["optimum"])
 
 
@@ -121,7 +121,7 @@ class FakeTree:
         n, d = self.n, SPACE.dim
         return {"node_id": np.arange(n), "parent": np.arange(n) - 1, "depth": np.arange(n) // 3,
                 "lower": np.zeros((n, d)), "upper": np.ones((n, d)), "center": np.full((n, d), 0.5),
-                "value": np.linspace(0, 1, n), "state": np.array(["evaluated", "pending"] * (n // 2) + ["failed"] * (n % 2)),
+                "value": np.arange(n) / 10, "state": np.array(["evaluated", "pending"] * (n // 2) + ["failed"] * (n % 2)),
                 "expanded": np.arange(n) % 2 == 0}
 
 
@@ -134,6 +134,41 @@ def test_the_tree_table_is_written_and_kept_current(tmp_path):
     expected = FakeTree(8).tree_table()
     for name, column in expected.items():
         np.testing.assert_array_equal(tree[name], column)
+
+
+def test_the_tree_write_appends_only_new_and_changed_nodes(tmp_path):
+    changed = FakeTree(8).tree_table()
+    changed["value"][2], changed["state"][5], changed["expanded"][1] = 9.0, "evaluated", True
+    with new_log(tmp_path / "run.h5") as log:
+        log.record_tree(FakeTree(6).tree_table())
+        log.record_tree(FakeTree(6).tree_table())  # nothing changed: nothing written
+        log.record_tree(changed)
+    with h5py.File(tmp_path / "run.h5", "r", swmr=True) as handle:
+        assert handle["tree/node_id"][:].tolist() == [0, 1, 2, 3, 4, 5, 1, 2, 5, 6, 7]
+    tree = read(tmp_path / "run.h5").tree
+    for name, column in changed.items():
+        np.testing.assert_array_equal(tree[name], column, err_msg=name)
+
+
+def test_a_tree_row_torn_by_a_kill_is_ignored_and_the_node_keeps_its_last_committed_row(tmp_path):
+    changed = FakeTree(4).tree_table()
+    changed["value"][1] = 7.0
+    with new_log(tmp_path / "run.h5") as log:
+        log.record_tree(FakeTree(4).tree_table())
+        log.record_tree(changed)
+    with h5py.File(tmp_path / "run.h5", "a") as handle:  # as a kill leaves it: the commit column one row short
+        handle["tree/node_id"].resize(4, axis=0)
+    assert read(tmp_path / "run.h5").tree["value"].tolist() == FakeTree(4).tree_table()["value"].tolist()
+
+
+def test_a_reopened_log_appends_to_the_logged_tree_only_what_changed(tmp_path):
+    finished = FakeTree(5).tree_table()
+    with new_log(tmp_path / "run.h5") as log:
+        log.record_tree(finished)
+    with RunLog.reopen(tmp_path / "run.h5", n_workers=2) as log:
+        log.record_tree(FakeTree(6).tree_table())
+    with h5py.File(tmp_path / "run.h5", "r", swmr=True) as handle:
+        assert handle["tree/node_id"][:].tolist() == [0, 1, 2, 3, 4, 4, 5]  # node 4: failed -> evaluated
 
 
 def test_an_optimizer_without_a_tree_writes_no_tree(tmp_path):

@@ -18,8 +18,9 @@ import numpy as np
 #: 3: the status `pruned`, the /trials column `step` and the /reports table (older logs lack them: readers see
 #: NaN steps and no reports, and resume adds them); 4: the /asks column `told` and the /decisions table, which
 #: resume replays instead of recomputing (older logs lack them: their asks read told NaN, and the tree methods'
-#: asks are recomputed).
-LOG_FORMAT = 4
+#: asks are recomputed); 5: /tree gains a row for a node each time it changes, and a node is its last row (older
+#: logs hold one row per node, which reads the same).
+LOG_FORMAT = 5
 
 #: Root attributes every log has (docs/log-format.md says what each holds).
 RUN_ATTRS = ("pbo_version", "log_format", "config", "algorithm", "objective", "seed", "space", "start_time",
@@ -50,6 +51,8 @@ TREE_COLUMNS: dict[str, tuple[str, bool]] = {
     "upper": ("f8", True), "center": ("f8", True), "value": ("f8", False), "state": ("S16", False),
     "expanded": ("?", False),
 }
+#: The /tree columns that change after a node is created: a change appends a row for the node (format 5).
+TREE_STATE = ("value", "state", "expanded")
 REPORT_COLUMNS: dict[str, tuple[str, bool]] = {
     "trial_id": ("i8", False), "step": ("f8", False), "fidelity": ("f8", False), "value": ("f8", False),
     "worker": ("i8", False), "t": ("f8", False), "seq": ("i8", False),
@@ -135,6 +138,27 @@ def create_table(group: Any, table: str, dim: int) -> None:
 def committed_rows(group: Any) -> int:
     """Rows every column of a table holds (see the module docstring)."""
     return min((len(column) for column in group.values()), default=0)
+
+
+def latest_rows(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """/tree as nodes: the last row of each `node_id`, in node order (a node gets a row each time it changes)."""
+    ids = np.asarray(table["node_id"])
+    if not len(ids):
+        return table
+    last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+    if len(last) == len(ids) and np.array_equal(last, np.arange(len(ids))):
+        return table  # one row per node, in order: a tree of format 4 or older, or one never changed
+    return {name: column[last] for name, column in table.items()}
+
+
+def tree_changes(logged: dict[str, np.ndarray], table: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows of the node table `table` (one per node, in node order) that are new or differ from `logged`
+    (TREE_STATE columns of the nodes as written, in node order): those that /tree must append."""
+    n, old = len(table["node_id"]), min(len(logged["value"]), len(table["node_id"]))
+    value, before = table["value"][:old], logged["value"][:old]
+    differ = (value != before) & ~(np.isnan(value) & np.isnan(before))
+    differ |= (table["state"][:old] != logged["state"][:old]) | (table["expanded"][:old] != logged["expanded"][:old])
+    return np.concatenate([np.flatnonzero(differ), np.arange(old, n)])
 
 
 def encode_text(text: str, size: int) -> bytes:

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from pbo.log.layout import (ASK_COLUMNS, ASKS, COLUMNS, DECISIONS, LOG_FORMAT, REPORTS, TREE, TRIAL_COLUMNS,
-                            TRIALS, committed_rows, late_columns)
+                            TRIALS, committed_rows, late_columns, latest_rows)
 from pbo.log.storage import LogError, first_line, open_readable
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.space import Space, SpaceError
@@ -153,7 +153,7 @@ def _load(handle: h5py.File, path: Path) -> RunData:
         rows = len(columns["trial_id"])
         for name in late_columns(table):  # logs of an older format
             columns.setdefault(name, np.full(rows, np.nan))
-    tree = _table(handle[TREE]) if TREE in handle else None
+    tree = latest_rows(_table(handle[TREE])) if TREE in handle else None
     reports, decisions = (_table(handle[table]) if table in handle else _empty(table) for table in (REPORTS, DECISIONS))
     metrics = [name for name in trials if name not in TRIAL_COLUMNS]
     return RunData(path, attrs, trials, asks, tree, metrics, reports, decisions)

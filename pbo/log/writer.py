@@ -29,8 +29,9 @@ import numpy as np
 
 import pbo
 from pbo.log.layout import (ASKS, CHUNK_ROWS, COLUMNS, COMMIT, DECISIONS, ERROR_BYTES, LOG_FORMAT, METRIC_TABLES,
-                            REPORTS, RUN_TABLES, SEQ_TABLES, STUDY_ATTRS, TREE, TREE_COLUMNS, TRIALS, committed_rows,
-                            complete, create_column, create_table, encode_text, metric_column, missing, to_json)
+                            REPORTS, RUN_TABLES, SEQ_TABLES, STUDY_ATTRS, TREE, TREE_COLUMNS, TREE_STATE, TRIALS,
+                            committed_rows, complete, create_column, create_table, encode_text, latest_rows,
+                            metric_column, missing, to_json, tree_changes)
 from pbo.log.storage import (LogError, check_not_live, check_space, check_writable, detach, first_line, fsync,
                               open_for_append, open_readable, replacing, rewrite, writer_id)
 from pbo.optimizers.base import Candidate
@@ -71,6 +72,7 @@ class RunLog:
         self._file = open_for_append(self.path)
         self._columns: dict[str, dict[str, h5py.Dataset]] = {}
         self._rows: dict[str, int] = {}
+        self._tree: dict[str, np.ndarray] | None = None  # /tree's nodes as last written (see record_tree)
         for table, group in self._file.items():
             commit = COMMIT[table]
             self._columns[table] = {name: group[name] for name in [*(n for n in group if n != commit), commit]}
@@ -120,7 +122,7 @@ class RunLog:
             resumes = json.loads(handle.attrs.get("resumes", "[]"))
             start_time = float(handle.attrs["start_time"])
             no_study = study is not None and any(name not in handle.attrs for name in STUDY_ATTRS)
-            old = bool(missing(handle))
+            old = bool(missing(handle)) or int(handle.attrs.get("log_format", 0)) < LOG_FORMAT
             dim = len(json.loads(handle.attrs["space"]))
         resumes.append({"time": time.time(), "hostname": socket.gethostname(), "n_workers": int(n_workers),
                         "settings": dict(changes or {})})
@@ -179,16 +181,32 @@ class RunLog:
         self._append(REPORTS, row, sync=self.durable)
 
     def record_tree(self, table: Mapping[str, Any] | None) -> None:
-        """Replace /tree by an optimizer's `tree_table()`; None (an optimizer without a tree) is ignored."""
+        """Bring /tree up to an optimizer's `tree_table()` (None, an optimizer without a tree, is ignored) by
+        appending a row for each node that is new or whose value, state or expanded flag changed: rows are
+        committed like any other (see layout.py), so a reader or a kill never sees a half-updated node, and
+        the cost per result is that of the few nodes it changed, not of the whole tree. Readers take each
+        node's last row (`layout.latest_rows`)."""
         if table is None:
             return
         if TREE not in self._columns:
             self._restructure(lambda handle: create_table(handle.create_group(TREE, track_order=True), TREE,
                                                           self.space.dim))
-        rows = len(np.asarray(table["node_id"]))
-        columns = {name: np.asarray(table[name]).astype(dtype).reshape((rows, -1) if vector else (rows,))
-                   for name, (dtype, vector) in TREE_COLUMNS.items()}
-        self._guarded(lambda: self._write_columns(TREE, columns, rows, sync=False))
+        if self._tree is None:
+            self._tree = self._logged_tree()
+        table = {name: np.asarray(table[name]) for name in TREE_COLUMNS}
+        changed = tree_changes(self._tree, table)  # on the table as given: converting all of it costs more
+        if not len(changed):
+            return
+        rows = self._rows[TREE] + len(changed)
+        fresh = {name: table[name][changed].astype(dtype).reshape((len(changed), -1) if vector else (len(changed),))
+                 for name, (dtype, vector) in TREE_COLUMNS.items()}
+        self._guarded(lambda: self._write_columns(TREE, fresh, rows, sync=False, at=slice(rows - len(changed), rows)))
+        self._tree = {name: table[name] for name in TREE_STATE}
+
+    def _logged_tree(self) -> dict[str, np.ndarray]:
+        """Each logged node's value, state and expanded flag (its last committed row), by node id."""
+        logged = latest_rows({name: self._columns[TREE][name][: self._rows[TREE]] for name in ("node_id", *TREE_STATE)})
+        return {**{name: logged[name] for name in TREE_STATE}, "state": np.char.decode(logged["state"], "utf-8")}
 
     def close(self) -> None:
         if self._file.id and not self._detached:
