@@ -91,6 +91,20 @@ def single_task_gp(x: torch.Tensor, y: torch.Tensor, *, kernel: str = "matern", 
                             outcome_transform=outcome_transform).to(torch.float64)
 
 
+def window(y: np.ndarray, size: int) -> np.ndarray:
+    """Indices (ascending, so in the order given) of at most `size` points a GP keeps of scores `y` (to maximize):
+    the best half of `size` and the most recent of the rest. An exact GP's cost grows as n^3 (its fit, the
+    leave-one-out terms) and n^2 per prediction; at thousands of points these, not the trials, set the pace,
+    while the points that decide where to look next are the best ones and those of the region being refined
+    now (the latest)."""
+    y = np.asarray(y, dtype=float)
+    if len(y) <= size:
+        return np.arange(len(y))
+    best = np.argsort(-y, kind="stable")[: size // 2]
+    rest = np.setdiff1d(np.arange(len(y)), best)[::-1][: size - len(best)]
+    return np.sort(np.concatenate([best, rest]))
+
+
 class ModelFittingError(RuntimeError):
     """The GP could not be fitted or evaluated on these data; callers fall back to a model-free step."""
 
@@ -142,6 +156,9 @@ class GPSurrogate:
         self._factor_of: SingleTaskGP | None = None  # the hyperparameters of that factor
         self._alpha: torch.Tensor | None = None  # None: no usable model
         self._y_mean, self._y_std = 0.0, 1.0
+        self._seen_fitted = 0  # `seen` at the last fit
+        self._version = 0  # counts factorizations: the pending part below belongs to one
+        self._pending: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # see _explained_by
 
     @property
     def n(self) -> int:
@@ -152,8 +169,10 @@ class GPSurrogate:
     def ready(self) -> bool:
         return self._alpha is not None
 
-    def update(self, u: np.ndarray, y: np.ndarray) -> None:
-        """Condition on all data so far: u (n, d) in [0, 1]^d, y (n,) finite; refits on schedule.
+    def update(self, u: np.ndarray, y: np.ndarray, seen: int | None = None) -> None:
+        """Condition on all data so far: u (n, d) in [0, 1]^d, y (n,) finite; refits on schedule. `seen`: how many
+        points the data were chosen from (a caller that keeps a `window` of them), which the refit schedule
+        follows (default n).
 
         Raises ModelFittingError when no model can be built (the previous one is then dropped).
         """
@@ -164,6 +183,7 @@ class GPSurrogate:
         if not np.all(np.isfinite(y)):
             raise ValueError("update got non-finite values; failed trials must stay out of the surrogate")
         self._n, self._alpha = len(y), None
+        seen = self._n if seen is None else max(int(seen), self._n)
         if self._n < self.min_points:
             return
         self._y_mean = float(y.mean())
@@ -172,8 +192,9 @@ class GPSurrogate:
         z = torch.as_tensor((y - self._y_mean) / self._y_std, dtype=torch.float64)
         try:
             with one_thread():
-                if self._gp is None or self._n >= self._n_fitted * (1 + self.refit_growth):
+                if self._gp is None or seen >= self._seen_fitted * (1 + self.refit_growth):
                     self._fit(x, z)
+                    self._seen_fitted = seen
                 self._condition(x, z)
         except NUMERICAL_ERRORS as exc:
             raise ModelFittingError(f"GP on {self._n} points: {exc}") from exc
@@ -199,14 +220,19 @@ class GPSurrogate:
 
     def _explained_by(self, ps: torch.Tensor, xs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The posterior variance at xs that observing the points ps (with noise) would remove; `v` is
-        L^-1 k(X, xs) of predict()."""
-        kernel, noise = self._gp.covar_module, self._gp.likelihood.noise.reshape(())
-        vp = torch.linalg.solve_triangular(self._chol, kernel(ps, self._x).to_dense().T, upper=False)  # (n, p)
-        c_xp = kernel(xs, ps).to_dense() - v.T @ vp  # posterior covariances (m, p)
-        c_pp = kernel(ps).to_dense() - vp.T @ vp + noise * torch.eye(len(ps), dtype=torch.float64)
-        factor, info = torch.linalg.cholesky_ex(c_pp)
-        if info.item() != 0:  # pending points too close to each other: the bound stays as without them
+        L^-1 k(X, xs) of predict(). The pending points' part (O(n^2 p + p^3)) is kept for the next call with the
+        same points and model: an ask predicts at many centres, one child at a time, with the same pending set."""
+        key = (self._version, ps.shape, ps.numpy().tobytes())
+        if self._pending is None or self._pending[0] != key:
+            kernel, noise = self._gp.covar_module, self._gp.likelihood.noise.reshape(())
+            vp = torch.linalg.solve_triangular(self._chol, kernel(ps, self._x).to_dense().T, upper=False)  # (n, p)
+            c_pp = kernel(ps).to_dense() - vp.T @ vp + noise * torch.eye(len(ps), dtype=torch.float64)
+            factor, info = torch.linalg.cholesky_ex(c_pp)
+            self._pending = (key, (ps, vp, factor if info.item() == 0 else None))
+        ps, vp, factor = self._pending[1]
+        if factor is None:  # pending points too close to each other: the bound stays as without them
             return torch.zeros(len(xs), dtype=torch.float64)
+        c_xp = self._gp.covar_module(xs, ps).to_dense() - v.T @ vp  # posterior covariances (m, p)
         w = torch.linalg.solve_triangular(factor, c_xp.T, upper=False)
         return (w * w).sum(0)
 
@@ -264,25 +290,31 @@ class GPSurrogate:
         self.n_fits += 1
 
     def _condition(self, x: torch.Tensor, z: torch.Tensor) -> None:
-        """With the hyperparameters fixed, factorize the kernel matrix of all data. When the data extend the
-        previous data under the same hyperparameters, only the new rows of the Cholesky factor are computed
-        (O(n^2) per point instead of O(n^3))."""
+        """With the hyperparameters fixed, factorize the kernel matrix of all data. Under the same hyperparameters,
+        the rows the data share with the previous data (their leading points: all of them when points were only
+        appended, those before the first point a window dropped otherwise) keep their rows of the Cholesky
+        factor, and only the rows after are computed (O(n^2) per appended point instead of O(n^3))."""
         with torch.no_grad():
             kernel, noise = self._gp.covar_module, self._gp.likelihood.noise.reshape(())
-            old = 0 if self._factor_of is not self._gp or self._x is None else len(self._x)
-            if not (0 < old < len(x) and torch.equal(x[:old], self._x)):
-                old = 0
+            old = 0
+            if self._factor_of is self._gp and self._x is not None:  # the leading rows both data sets share
+                shared = min(len(self._x), len(x))
+                differ = (x[:shared] != self._x[:shared]).any(1).nonzero()
+                old = int(differ[0, 0]) if len(differ) else shared
+                old = old if old < len(x) else 0  # nothing new: factorize again (same cost as a check)
             new = x[old:]
             k_new = kernel(new).to_dense() + noise * torch.eye(len(new), dtype=torch.float64)
             if old:
-                cross = torch.linalg.solve_triangular(self._chol, kernel(self._x, new).to_dense(), upper=False).T
+                chol = self._chol[:old, :old]
+                cross = torch.linalg.solve_triangular(chol, kernel(x[:old], new).to_dense(), upper=False).T
                 k_new = k_new - cross @ cross.T
             block, info = torch.linalg.cholesky_ex(k_new)
             if info.item() != 0:
                 raise ModelFittingError(f"kernel matrix of {len(x)} points is not positive definite")
             if old:
-                block = torch.cat([torch.cat([self._chol, torch.zeros(old, len(new), dtype=torch.float64)], 1),
+                block = torch.cat([torch.cat([chol, torch.zeros(old, len(new), dtype=torch.float64)], 1),
                                    torch.cat([cross, block], 1)], 0)
             resid = (z - self._gp.mean_module(x)).unsqueeze(-1)
             self._alpha = torch.cholesky_solve(resid, block).squeeze(-1)
         self._x, self._chol, self._factor_of = x, block, self._gp
+        self._version += 1

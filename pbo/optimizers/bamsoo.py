@@ -59,7 +59,7 @@ import numpy as np
 from pbo.optimizers.base import Trial
 from pbo.optimizers.soo import APPROX, SOO
 from pbo.space import Space
-from pbo.surrogate import GPSurrogate, ModelFittingError
+from pbo.surrogate import GPSurrogate, ModelFittingError, window
 from pbo.tree import APPROXIMATED, FAILED, PENDING, Node
 
 MAX_APPROXIMATIONS = 1000
@@ -90,7 +90,10 @@ class BaMSOO(SOO):
     in (0, 1) (smaller: wider bounds, more evaluations), `min_points` (real values before the GP is consulted),
     `refit_growth` and `kernel` (see GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above),
     `pending` ("ignore" or "believer", see above), `parallel` ("ucb" or "sweep") and `fill_beta` (see above),
-    `surrogate` (any object with update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate)."""
+    `surrogate` (any object with update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate),
+    `gp_points` (the GP keeps at most this many real values: `surrogate.window`, the best half and the latest) and
+    `fill_leaves` (the `ucb` rule considers at most this many leaves: the best of each depth, then the best
+    valued), the two caps that keep asks cheap at thousands of points and leaves."""
 
     name = "bamsoo"
 
@@ -98,8 +101,8 @@ class BaMSOO(SOO):
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
                  expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
-                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 2.0,
-                 surrogate: Surrogate | None = None) -> None:
+                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 2.0, gp_points: int = 512,
+                 fill_leaves: int = 64, surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
                          expand_pending=expand_pending, tie_break=tie_break)
         if not 0 < eta < 1:
@@ -113,6 +116,11 @@ class BaMSOO(SOO):
             raise ValueError(f"{self.name}: pending must be one of {', '.join(PENDING_MODES)}, got {pending!r}")
         if parallel not in PARALLEL_RULES:
             raise ValueError(f"{self.name}: parallel must be one of {', '.join(PARALLEL_RULES)}, got {parallel!r}")
+        if not isinstance(gp_points, int) or gp_points < min_points:
+            raise ValueError(f"{self.name}: gp_points must be an integer >= min_points ({min_points}), got {gp_points!r}")
+        if not isinstance(fill_leaves, int) or fill_leaves < 1:
+            raise ValueError(f"{self.name}: fill_leaves must be an integer >= 1, got {fill_leaves!r}")
+        self.gp_points, self.fill_leaves = gp_points, fill_leaves
         self.approximate_with = approximate_with
         self.parallel = parallel
         self.fill_beta = float(fill_beta)
@@ -131,6 +139,7 @@ class BaMSOO(SOO):
         self._gp_ok = False
         self.sd_scale = 1.0  # factor on the surrogate's sds that makes its bounds cover the real values
         self._estimates: dict[int, float] = {}  # pending node -> GP mean when it was sent for evaluation
+        self._kept = np.arange(0)  # the real values the surrogate holds (indices, see gp_points)
 
     def _tell(self, trial: Trial) -> None:
         super()._tell(trial)
@@ -227,14 +236,11 @@ class BaMSOO(SOO):
         if len(self._real_y) < self.min_points or not self._surrogate_ready():
             return None
         leaves, centers = [], []
-        for depth in range(self.tree.depth + 1):
-            for node in self.tree.leaves(depth):
-                if node.state in (PENDING, FAILED) or not self.tree.can_expand(node):
-                    continue
-                for center in self.tree.new_centers(node, self.k):
-                    if self.lookup(center) is None:
-                        leaves.append(node)
-                        centers.append(center)
+        for node in self._fill_candidates():
+            for center in self.tree.new_centers(node, self.k):
+                if self.lookup(center) is None:
+                    leaves.append(node)
+                    centers.append(center)
         if not centers:
             return None
         pending = np.array([c.u for c in self.pending()])
@@ -248,6 +254,24 @@ class BaMSOO(SOO):
             return None  # BaMSOO's rule would approximate it: nothing worth an evaluation
         return leaves[best]
 
+    def _fill_candidates(self) -> list[Node]:
+        """The expandable leaves the `ucb` rule considers, at most `fill_leaves`: the best valued of each depth
+        (those SOO's sweep would split), then the best valued of all, in tree order. Predicting at every
+        leaf's centres cost more than the rest of an ask at thousands of leaves."""
+        by_depth = [[node for node in self.tree.leaves(depth)
+                     if node.state not in (PENDING, FAILED) and self.tree.can_expand(node)]
+                    for depth in range(self.tree.depth + 1)]
+        every = [node for nodes in by_depth for node in nodes]
+        if len(every) <= self.fill_leaves:
+            return every
+        chosen = {max(nodes, key=self._rank).id for nodes in by_depth if nodes}
+        chosen = set(sorted(chosen, key=lambda i: -self._rank(self.tree.nodes[i]))[: self.fill_leaves])
+        for node in sorted(every, key=self._rank, reverse=True):
+            if len(chosen) >= self.fill_leaves:
+                break
+            chosen.add(node.id)
+        return [node for node in every if node.id in chosen]
+
     def _placeholder(self, node: Node) -> float:
         estimate = self._estimates.get(node.id)
         return super()._placeholder(node) if estimate is None else estimate
@@ -256,8 +280,13 @@ class BaMSOO(SOO):
         """Condition the surrogate on the real values told so far (once per change); False if it failed."""
         if self._stale:
             self._stale = False
+            self._kept = window(np.array(self._real_y), self.gp_points)
             try:
-                self.surrogate.update(np.array(self._real_u), np.array(self._real_y))
+                if isinstance(self.surrogate, GPSurrogate):
+                    self.surrogate.update(np.array(self._real_u)[self._kept], np.array(self._real_y)[self._kept],
+                                          seen=len(self._real_y))
+                else:
+                    self.surrogate.update(np.array(self._real_u)[self._kept], np.array(self._real_y)[self._kept])
                 self.sd_scale = self._calibration()
                 self._gp_ok = True
             except ModelFittingError:
@@ -267,11 +296,11 @@ class BaMSOO(SOO):
     def _calibration(self) -> float:
         """The smallest factor (>= 1) on the sds that puts every real value y_i inside its node's interval,
         both as the prior predicts it (c +- B_{N_i} s) and as the other real values do (leave-one-out)."""
-        bounds = np.array(self._real_bound)
+        bounds, y = np.array(self._real_bound)[self._kept], np.array(self._real_y)[self._kept]
         center, sd = self.surrogate.prior()
         residuals, loo_sd = self.surrogate.loo()
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.concatenate([np.abs(np.array(self._real_y) - center) / (sd * bounds),
+            ratios = np.concatenate([np.abs(y - center) / (sd * bounds),
                                      np.abs(residuals) / (loo_sd * bounds)])
         ratios = ratios[np.isfinite(ratios)]
         return max(1.0, float(ratios.max(initial=1.0)))
