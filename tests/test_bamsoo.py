@@ -273,3 +273,44 @@ def test_eight_outstanding_asks_never_repeat_a_point_under_either_parallel_rule(
     opt = BaMSOO(Space.from_dict(f.space()), parallel=parallel)
     asked = run_parallel(opt, f, 60, workers=8)
     assert len({tuple(np.round(c.u, 12)) for c in asked}) == 60
+
+
+def grown(opt, evaluations=40):
+    """`opt` after `evaluations` sequential asks and tells on a smooth 2-D function (a tree of many leaves)."""
+    for _ in range(evaluations):
+        cand = opt.ask()
+        opt.tell(cand.id, -float(((cand.u - 0.3) ** 2).sum()))
+    return opt
+
+
+def test_capped_fill_considers_the_best_leaf_of_each_depth_and_no_more_than_fill_leaves():
+    opt = grown(BaMSOO(unit_space(2), surrogate=StubGP(sd=10.0), fill_leaves=4))
+    considered = opt._fill_candidates()
+    expandable = [n for d in range(opt.tree.depth + 1) for n in opt.tree.leaves(d) if opt.tree.can_expand(n)]
+    assert len(expandable) > 4 and len(considered) == 4
+    best = sorted((max((n for n in expandable if n.depth == d), key=opt._rank) for d in {n.depth for n in expandable}),
+                  key=opt._rank, reverse=True)[:4]
+    assert {n.id for n in best} <= {n.id for n in considered}
+
+
+def test_capped_fill_picks_the_leaf_of_largest_upper_bound_among_those_it_considers():
+    target = np.array([0.9, 0.1])
+    stub = StubGP(mean=lambda u: 10.0 - float(np.abs(u - target).sum()), sd=10.0)
+    opt = grown(BaMSOO(unit_space(2), surrogate=stub, fill_leaves=3))
+    considered = opt._fill_candidates()
+    scores = {n.id: max(stub.mean(opt.space.snap(c)) for c in opt.tree.new_centers(n, opt.k)) for n in considered}
+    assert opt._fill_leaf().id == max(scores, key=scores.get)
+
+
+def test_the_gp_window_holds_at_most_gp_points_values_the_best_included():
+    stub = StubGP()
+    opt = grown(BaMSOO(unit_space(2), surrogate=stub, gp_points=8), evaluations=30)
+    opt._surrogate_ready()
+    u, y = stub.updates[-1]
+    assert len(y) == 8 and max(y) == max(opt._real_y)
+
+
+@pytest.mark.parametrize("option", [{"gp_points": 2}, {"fill_leaves": 0}, {"gp_points": 10.5}])
+def test_scale_caps_are_validated_in_one_line(option):
+    with pytest.raises(ValueError, match=f"bamsoo: {next(iter(option))} must be an integer"):
+        BaMSOO(unit_space(2), **option)

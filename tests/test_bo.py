@@ -103,6 +103,8 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"noise": -1.0}, "noise must be positive"),
     ({"refit_growth": -0.1}, "refit_growth must be >= 0"),
     ({"pending": "hope"}, "pending must be one of believer, qlognei, got 'hope'"),
+    ({"gp_points": 3}, "gp_points must be an integer >= 4"),
+    ({"large_restarts": 0}, "large_restarts and large_raw_samples must be at least 1"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
@@ -159,3 +161,30 @@ def test_recommendations_on_a_noisy_objective_are_truly_better_than_the_luckiest
 def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
     opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 10)
     assert opt.recommend() is opt.best()
+
+
+def test_once_the_window_is_full_fits_come_at_a_fifth_of_growth_at_least():
+    opt = make_optimizer("bo", LINE, gp_points=10, **FAST)
+    assert sorted({opt.fit_size(n) for n in range(2, 31)}) == [*range(2, 11), 12, 15, 18, 22, 27]
+
+
+def test_a_full_window_holds_at_most_gp_points_values_and_pending_points_and_searches_from_fewer_starts(monkeypatch):
+    seen = {}
+    conditioned = bo.GPBO._conditioned
+
+    def spy_conditioned(self, x, y, hyperparameters):
+        seen.setdefault("sizes", []).append(len(y))
+        return conditioned(self, x, y, hyperparameters)
+
+    def spy_starts(self, acq, x, y, rng, n_raw, restarts):
+        seen["raw"], seen["restarts"] = n_raw, restarts
+        return starts(self, acq, x, y, rng, n_raw, restarts)
+
+    starts = bo.GPBO._starts
+    monkeypatch.setattr(bo.GPBO, "_conditioned", spy_conditioned)
+    monkeypatch.setattr(bo.GPBO, "_starts", spy_starts)
+    opt = run(make_optimizer("bo", LINE, seed=0, num_restarts=4, raw_samples=64, gp_points=8, large_restarts=2,
+                             large_raw_samples=16), 12)
+    pending = [opt.ask() for _ in range(12)]
+    assert len(pending) == 12 and max(seen["sizes"]) <= 16  # 8 values + 8 believed pending points
+    assert (seen["raw"], seen["restarts"]) == (16, 2)

@@ -7,7 +7,7 @@ from linear_operator.utils.errors import NotPSDError
 import torch
 
 import pbo.surrogate as surrogate
-from pbo.surrogate import GPSurrogate, ModelFittingError
+from pbo.surrogate import GPSurrogate, ModelFittingError, window
 
 
 def data(n, seed=0):
@@ -191,3 +191,37 @@ def test_pending_points_shrink_the_sd_near_them_and_keep_the_mean():
     assert np.allclose(mean_near, mean_near_p)
     assert sd_near_p[0] < 0.5 * sd_near[0]
     assert sd_far_p[0] > 0.9 * sd_far[0]
+
+
+def test_window_keeps_the_best_half_and_the_latest_in_their_order():
+    y = np.array([5.0, 0.0, 1.0, 9.0, 2.0, 3.0, 4.0, 0.5])
+    assert window(y, 4).tolist() == [0, 3, 6, 7]  # best two (9, 5), then the two latest
+    assert window(y, 20).tolist() == list(range(8))
+
+
+def test_refits_follow_the_points_seen_when_a_window_keeps_the_data_size_fixed():
+    rng = np.random.default_rng(0)
+    u = rng.random((20, 2))
+    gp = GPSurrogate(2, refit_growth=0.2)
+    gp.update(u, u.sum(1), seen=100)
+    gp.update(u, u.sum(1), seen=110)
+    assert gp.n_fits == 1
+    gp.update(u, u.sum(1), seen=120)
+    assert gp.n_fits == 2
+
+
+def test_a_factor_that_keeps_the_shared_leading_rows_predicts_as_a_fresh_one():
+    rng = np.random.default_rng(1)
+    u = rng.random((30, 3))
+    y = np.sin(4 * u).sum(1)
+    gp = GPSurrogate(3, refit_growth=10.0)
+    gp.update(u[:25], y[:25])
+    kept = np.r_[0:10, 11:30]  # a window dropped point 10 and gained five
+    gp.update(u[kept], y[kept])
+    fresh = GPSurrogate(3, refit_growth=10.0)
+    fresh.update(u[:25], y[:25])
+    fresh._factor_of = None  # same hyperparameters, factorized from scratch
+    fresh.update(u[kept], y[kept])
+    test = rng.random((5, 3))
+    for a, b in zip(gp.predict(test), fresh.predict(test)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)

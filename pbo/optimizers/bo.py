@@ -55,7 +55,7 @@ from pbo.optimizers.base import Optimizer, Proposal, Trial
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
-from pbo.surrogate import KERNELS, ModelFittingError, model_failures, one_thread, single_task_gp
+from pbo.surrogate import KERNELS, ModelFittingError, model_failures, one_thread, single_task_gp, window
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
@@ -73,6 +73,10 @@ LOCAL_SCALES = (1e-1, 1e-2, 1e-3)
 #: (about 0.1 s instead of 0.3-0.5 s on 500 points in 6-D).
 WARM_FTOL = 1e-6
 
+#: Relative data growth between hyperparameter fits once the GP's window is full (`gp_points`), at least: a fit
+#: on a full window costs seconds, and a window that moved by a fifth is a new fit's worth.
+LARGE_REFIT_GROWTH = 0.2
+
 
 class GPBO(Optimizer):
     """GP-BO on the unit cube (inputs as is, outputs standardized).
@@ -83,7 +87,11 @@ class GPBO(Optimizer):
     `kernel` ("matern" or "rbf", see pbo.surrogate.KERNELS); `noise`, the observation noise variance as a
     fraction of the variance of the values: None fits it (above `noise_floor`, in standardized units),
     a given value holds it; `refit_growth`, the relative growth of the data between two hyperparameter fits
-    (0, the default, refits on every ask; 0.2 refits when the data grew by a fifth, for cheaper asks).
+    (0, the default, refits on every ask; 0.2 refits when the data grew by a fifth, for cheaper asks);
+    `gp_points`, the most successful trials the GP holds (`surrogate.window`: the best half and the latest) and
+    the most pending points it is conditioned on (the latest asked). Once more trials than `gp_points` have
+    succeeded, asks get cheaper: refits at LARGE_REFIT_GROWTH at least, and the acquisition search starts
+    from at most `large_restarts` points chosen among at most `large_raw_samples`.
     """
 
     name = "bo"
@@ -92,7 +100,8 @@ class GPBO(Optimizer):
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  n_init: int | None = None, num_restarts: int = 5, raw_samples: int = 1024, maxiter: int = 50,
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
-                 noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer") -> None:
+                 noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
+                 gp_points: int = 512, large_restarts: int = 2, large_raw_samples: int = 256) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -111,6 +120,11 @@ class GPBO(Optimizer):
             raise ValueError(f"bo: refit_growth must be >= 0, got {refit_growth}")
         if pending not in PENDING_MODES:
             raise ValueError(f"bo: pending must be one of {', '.join(PENDING_MODES)}, got {pending!r}")
+        if not isinstance(gp_points, int) or gp_points < 2 * MIN_GP_POINTS:
+            raise ValueError(f"bo: gp_points must be an integer >= {2 * MIN_GP_POINTS}, got {gp_points!r}")
+        if min(large_restarts, large_raw_samples) < 1:
+            raise ValueError("bo: large_restarts and large_raw_samples must be at least 1")
+        self.gp_points, self.large_restarts, self.large_raw_samples = gp_points, large_restarts, large_raw_samples
         self.kernel, self.noise, self.noise_floor = kernel, noise, float(noise_floor)
         self.refit_growth = float(refit_growth)
         self.n_fits = 0
@@ -154,7 +168,8 @@ class GPBO(Optimizer):
             return self.best()
         try:
             with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
-                model = self._conditioned(x, y, self._hyperparameters(len(y)))
+                kept = window(y, self.gp_points)
+                model = self._conditioned(x[kept], y[kept], self._hyperparameters(len(y)))
                 with torch.no_grad():
                     mean = model.posterior(torch.as_tensor(x)).mean.reshape(-1).numpy()
         except ModelFittingError:
@@ -181,7 +196,8 @@ class GPBO(Optimizer):
         the largest size <= n of the sequence 2, 3, ..., each at least (1 + refit_growth) times the last."""
         size = MIN_GP_POINTS
         while True:
-            following = max(size + 1, math.ceil(size * (1 + self.refit_growth) - 1e-9))
+            growth = self.refit_growth if size < self.gp_points else max(self.refit_growth, LARGE_REFIT_GROWTH)
+            following = max(size + 1, math.ceil(size * (1 + growth) - 1e-9))
             if following > n:
                 return size
             size = following
@@ -192,7 +208,9 @@ class GPBO(Optimizer):
         size = self.fit_size(n)
         if self._fit is None or self._fit[0] != size:
             first = [self.trials[cid] for cid in self._told[:size]]
-            fitted = self._gp(np.array([t.candidate.u for t in first]), np.array([t.score for t in first]))
+            u, y = np.array([t.candidate.u for t in first]), np.array([t.score for t in first])
+            kept = window(y, self.gp_points)
+            fitted = self._gp(u[kept], y[kept])
             options = None
             if self._fit is not None:
                 fitted.load_state_dict(self._fit[1], strict=False)
@@ -222,9 +240,12 @@ class GPBO(Optimizer):
     def _acquisition_maximizers(self, seed: int) -> list[np.ndarray]:
         """Local maximizers of the acquisition, best first (unit points, shape (d,) each)."""
         x, y = self.completed()
-        pending = [c.u for c in self.pending()]
+        n = len(y)
+        kept = window(y, self.gp_points)
+        x, y = x[kept], y[kept]
+        pending = [c.u for c in self.pending()][-self.gp_points:]
         with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
-            hyperparameters = self._hyperparameters(len(y))
+            hyperparameters = self._hyperparameters(n)
             model = self._conditioned(x, y, hyperparameters)
             torch.manual_seed(seed)
             if pending and self.pending_mode == "qlognei":
@@ -239,7 +260,10 @@ class GPBO(Optimizer):
                     model = self._conditioned(np.vstack([x, pending]), np.concatenate([y, believed]),
                                               hyperparameters)
                 acq = LogExpectedImprovement(model, best_f=float(y.max()))
-            starts = self._starts(acq, x, y, np.random.default_rng(seed))
+            large = n > self.gp_points
+            starts = self._starts(acq, x, y, np.random.default_rng(seed),
+                                  min(self.raw_samples, self.large_raw_samples) if large else self.raw_samples,
+                                  min(self.num_restarts, self.large_restarts) if large else self.num_restarts)
             bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
             points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=len(starts),
                                            batch_initial_conditions=starts, options={"maxiter": self.maxiter},
@@ -247,10 +271,11 @@ class GPBO(Optimizer):
         order = torch.argsort(values.reshape(-1), descending=True)
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
 
-    def _starts(self, acq, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """`num_restarts` starting points (shape (r, 1, d)) drawn by BoTorch's Boltzmann rule from raw points:
-        Sobol points over the cube, and Gaussian perturbations of the best observed points."""
-        d, n_raw = self.space.dim, self.raw_samples
+    def _starts(self, acq, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_raw: int,
+                restarts: int) -> torch.Tensor:
+        """`restarts` starting points (shape (r, 1, d)) drawn by BoTorch's Boltzmann rule from `n_raw` raw
+        points: Sobol points over the cube, and Gaussian perturbations of the best observed points."""
+        d = self.space.dim
         n_local = n_raw // 2 if len(y) else 0
         sobol = qmc.Sobol(d, seed=rng).random(n_raw - n_local)
         centres = x[np.argsort(-y)[:LOCAL_CENTRES]]
@@ -260,7 +285,7 @@ class GPBO(Optimizer):
         raw = torch.as_tensor(np.vstack([sobol, local]), dtype=torch.float64).unsqueeze(1)
         with torch.no_grad():
             values = torch.cat([acq(chunk) for chunk in raw.split(512)])
-        starts, _ = initialize_q_batch(raw, values, n=min(self.num_restarts, n_raw))
+        starts, _ = initialize_q_batch(raw, values, n=min(restarts, n_raw))
         return starts
 
     def _random(self, rng: np.random.Generator, phase: str) -> Proposal | None:
