@@ -19,7 +19,7 @@
    (before log format 5) against only its new and changed nodes (format 5).
 
 Usage: python jobs/bench_runtime.py [--algorithms random,lhs] [--ask-ahead never,auto] [--rounds 4] [--quick]
-       [--no-real] [--bound] [--log-cost] [--json FILE]
+       [--no-real] [--bound] [--log-cost] [--workers 256,1024] [--master-time] [--json FILE]
 (run it with `nice`; the real part oversubscribes the cores on purpose: trials sleep).
 """
 
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +88,34 @@ def cli_run(algorithm: str, workers: int, budget: int, cost: dict, seed: int, as
             "ideal_utilization": greedy_utilization(durations, workers)}
 
 
-def simulate(algorithm: str, workers: int, budget: int, cost: dict, seed: int) -> RunSummary:
+def simulate(algorithm: str, workers: int, budget: int, cost: dict, seed: int,
+             master_time: bool = False) -> tuple[RunSummary, dict[str, np.ndarray]]:
+    """A simulated run, and the seconds each ask and each tell took the optimizer (`master_time`: charged to the
+    virtual clock, as they delay dispatches in a real run)."""
     objective = resolve_objective("hartmann6")
     optimizer = make_optimizer(algorithm, Space.from_dict(objective.space), seed=seed, budget=budget)
-    backend = SimulatedBackend(objective, workers, CostModel.from_dict(cost))
-    return run_study(optimizer, backend, budget=budget)
+    times: dict[str, list[float]] = {"ask": [], "tell": []}
+    for name, key in (("ask", "ask"), ("tell", "tell"), ("tell_failure", "tell"), ("tell_pruned", "tell")):
+        setattr(optimizer, name, _timed(getattr(optimizer, name), times[key]))
+    backend = SimulatedBackend(objective, workers, CostModel.from_dict(cost), master_time=master_time)
+    summary = run_study(optimizer, backend, budget=budget)
+    return summary, {key: np.array(value) for key, value in times.items()}
+
+
+def _timed(method, durations: list[float]):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - start)
+    return timed
+
+
+def ask_tell_p99(times: dict[str, np.ndarray]) -> float:
+    """99th percentile of one result's master work: the i-th tell plus the i-th ask (seconds)."""
+    n = min(len(times["ask"]), len(times["tell"]))
+    return float(np.percentile(times["ask"][:n] + times["tell"][:n], 99)) if n else float("nan")
 
 
 def steady_utilization(summary: RunSummary) -> float:
@@ -138,7 +162,6 @@ def whole_tree_write(log: RunLog, table: dict[str, np.ndarray]) -> None:
 def log_cost(trials: int = 4096, nodes: int = 10_000, dim: int = 6) -> list[dict]:
     """Milliseconds per result of the log at `trials` results, the tree growing to `nodes` nodes: the mean over
     the run and over the last tenth (the largest tree), for the /trials row and for each way of writing /tree."""
-    import time
     space = Space.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(dim)})
     out = []
     for mode, write in (("whole tree (format 4)", whole_tree_write), ("changed nodes (format 5)", None)):
@@ -181,8 +204,13 @@ def main() -> None:
     parser.add_argument("--real-workers", default=None, help="comma list (default 1,2,4,8)")
     parser.add_argument("--sigmas", default="0.5,0.1", help="lognormal spreads of the simulated sweep ('': none)")
     parser.add_argument("--real-sigma", type=float, default=0.5, help="lognormal spread of the real runs' cost")
-    parser.add_argument("--max-model-budget", type=int, default=1024,
-                        help="largest simulated budget for GP-based algorithms (their fits grow as n^3)")
+    parser.add_argument("--max-model-budget", type=int, default=4096,
+                        help="largest simulated budget for GP-based algorithms")
+    parser.add_argument("--max-sequential-budget", type=int, default=1024,
+                        help="largest budget of the 1-worker runs behind the regret column (larger: '-')")
+    parser.add_argument("--workers", default=None, help="comma list of simulated W (default 1,4,16,64,256,1024)")
+    parser.add_argument("--master-time", action="store_true",
+                        help="charge the master's compute to the simulated runs' virtual clock")
     parser.add_argument("--ask-ahead", default="auto", help="comma list of modes for the real runs")
     parser.add_argument("--rounds", type=int, default=4, help="simulated budget per worker (budget = rounds x W)")
     parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True, help="run the real part")
@@ -202,7 +230,8 @@ def main() -> None:
     algorithms = args.algorithms.split(",")
     real_workers = [int(w) for w in (args.real_workers or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
     real_budget = 16 if args.quick else 64
-    sim_workers = [1, 4, 16, 64, 256] + ([] if args.quick else [1024])
+    sim_workers = ([int(w) for w in args.workers.split(",")] if args.workers
+                   else [1, 4, 16, 64, 256] + ([] if args.quick else [1024]))
     out: dict = {"real": [], "simulated": []}
 
     rows = []
@@ -251,22 +280,30 @@ def main() -> None:
                 budget = args.rounds * w
                 if algorithm in MODEL_BASED and budget > args.max_model_budget:
                     continue
-                s = simulate(algorithm, w, budget, cost, args.seed)
+                s, times = simulate(algorithm, w, budget, cost, args.seed, args.master_time)
                 steady = steady_utilization(s)
                 trials = sorted(s.results, key=lambda r: r.t_submit)
                 ideal = greedy_utilization(np.array([r.t_end - r.t_start for r in trials]), w)
-                regret, regret_1 = OPTIMUM - s.best.value, OPTIMUM - simulate(algorithm, 1, budget, cost,
-                                                                               args.seed).best.value
+                regret, regret_1 = OPTIMUM - s.best.value, float("nan")
+                if budget <= args.max_sequential_budget:
+                    regret_1 = OPTIMUM - simulate(algorithm, 1, budget, cost, args.seed)[0].best.value
+                p99 = ask_tell_p99(times)
                 out["simulated"].append({"algorithm": algorithm, "workers": w, "budget": budget, "sigma": sigma,
+                                         "master_time": args.master_time,
                                          "utilization": s.utilization, "ideal_utilization": ideal,
                                          "steady_utilization": steady, "hours": s.makespan / 3600,
-                                         "regret": regret, "regret_1_worker": regret_1})
-                rows.append([algorithm, w, budget, f"{s.utilization:.3f}", f"{ideal:.3f}", f"{steady:.3f}",
-                             f"{s.makespan / 3600:.2f}", f"{regret:.3g}", f"{regret_1:.3g}"])
+                                         "regret": regret, "regret_1_worker": regret_1,
+                                         "ask_tell_p99_s": p99, "master_s": float(times["ask"].sum()
+                                                                                  + times["tell"].sum())})
+                rows.append([algorithm, w, budget, f"{s.utilization:.3f}", f"{ideal:.3f}",
+                             f"{s.utilization / ideal:.3f}", f"{steady:.3f}", f"{s.makespan / 3600:.2f}",
+                             f"{regret:.3g}", "-" if np.isnan(regret_1) else f"{regret_1:.3g}", f"{1e3 * p99:.0f}"])
                 print(rows[-1], file=sys.stderr, flush=True)
-        print(table(f"Simulated, lognormal cost mean 43 min sigma {sigma}, budget {args.rounds} x W",
-                    ["algorithm", "workers", "budget", "utilization", "ideal scheduler, same trials",
-                     "steady utilization", "hours to budget", "regret", "regret, 1 worker, same budget"], rows))
+        print(table(f"Simulated, lognormal cost mean 43 min sigma {sigma}, budget {args.rounds} x W"
+                    + (", master compute on the clock" if args.master_time else ""),
+                    ["algorithm", "workers", "budget", "utilization", "ideal scheduler, same trials", "ratio",
+                     "steady utilization", "hours to budget", "regret", "regret, 1 worker, same budget",
+                     "ask+tell p99 ms"], rows))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
