@@ -314,3 +314,11 @@ def test_the_gp_window_holds_at_most_gp_points_values_the_best_included():
 def test_scale_caps_are_validated_in_one_line(option):
     with pytest.raises(ValueError, match=f"bamsoo: {next(iter(option))} must be an integer"):
         BaMSOO(unit_space(2), **option)
+
+
+def test_the_believer_is_conditioned_on_at_most_gp_points_pending_points_the_latest_asked():
+    stub = StubGP(sd=10.0)
+    opt = grown(BaMSOO(unit_space(2), surrogate=stub, gp_points=4), evaluations=10)
+    asked = [opt.ask() for _ in range(6)]
+    np.testing.assert_array_equal(opt._believed(), np.array([c.u for c in asked[-4:]]))
+    assert all(p is None or len(p) <= 4 for p in stub.pending_seen)

@@ -91,7 +91,8 @@ class BaMSOO(SOO):
     `refit_growth` and `kernel` (see GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above),
     `pending` ("ignore" or "believer", see above), `parallel` ("ucb" or "sweep") and `fill_beta` (see above),
     `surrogate` (any object with update/predict/prior/loo, e.g. a stub in tests; default a GPSurrogate),
-    `gp_points` (the GP keeps at most this many real values: `surrogate.window`, the best half and the latest) and
+    `gp_points` (the GP keeps at most this many real values: `surrogate.window`, the best half and the latest; and
+    is conditioned on at most this many pending points, the latest asked) and
     `fill_leaves` (the `ucb` rule considers at most this many leaves: the best of each depth, then the best
     valued), the two caps that keep asks cheap at thousands of points and leaves."""
 
@@ -171,9 +172,7 @@ class BaMSOO(SOO):
         to give it) when mean + B_N sd < f+ at its centre."""
         if self._streak >= MAX_APPROXIMATIONS or len(self._real_y) < self.min_points or not self._surrogate_ready():
             return True, None
-        pending = None
-        if self.pending_mode == "believer" and self.n_pending:
-            pending = np.array([c.u for c in self.pending()])
+        pending = self._believed() if self.pending_mode == "believer" and self.n_pending else None
         try:
             mean, sd = (float(a[0]) for a in self.surrogate.predict(self.space.snap(node.center)[None, :],
                                                                       pending=pending))
@@ -243,9 +242,8 @@ class BaMSOO(SOO):
                     centers.append(center)
         if not centers:
             return None
-        pending = np.array([c.u for c in self.pending()])
         try:
-            mean, sd = self.surrogate.predict(np.array([self.space.snap(c) for c in centers]), pending=pending)
+            mean, sd = self.surrogate.predict(np.array([self.space.snap(c) for c in centers]), pending=self._believed())
         except ModelFittingError:
             return None
         sd = sd * self.sd_scale
@@ -253,6 +251,11 @@ class BaMSOO(SOO):
         if mean[best] + confidence_bound(len(self.tree.nodes), self.eta) * sd[best] < self._f_plus:
             return None  # BaMSOO's rule would approximate it: nothing worth an evaluation
         return leaves[best]
+
+    def _believed(self) -> np.ndarray:
+        """The pending points the GP is conditioned on: the latest `gp_points` asked (with a thousand workers,
+        conditioning on all of them cost more than the rest of an ask)."""
+        return np.array([c.u for c in self.pending()][-self.gp_points:]).reshape(-1, self.space.dim)
 
     def _fill_candidates(self) -> list[Node]:
         """The expandable leaves the `ucb` rule considers, at most `fill_leaves`: the best valued of each depth
