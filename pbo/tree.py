@@ -76,7 +76,9 @@ class Tree:
         self.tie_break = tie_break
         self._sides: dict[int, int | None] = {}  # node id -> side split (see split_side), fixed at expansion
         self._can_split: dict[int, bool] = {}  # node id -> whether some side is splittable
-        self._boxes = {key: np.empty((0, self.dim)) for key in ("lower", "upper", "center")}  # see table()
+        # What table() stacks once per node, since it never changes: boxes, parent and depth.
+        self._boxes = {"parent": np.empty(0, np.int64), "depth": np.empty(0, np.int64),
+                       **{key: np.empty((0, self.dim)) for key in ("lower", "upper", "center")}}
 
     @property
     def root(self) -> Node:
@@ -175,20 +177,20 @@ class Tree:
     def table(self, sign: float = 1.0) -> dict[str, np.ndarray]:
         """One row per node with the /tree/ column names of the HDF5 log; values multiplied by `sign`.
 
-        Called after every result, so the boxes (fixed once a node exists) are stacked only for new nodes.
+        Called after every result, so what is fixed once a node exists (box, parent, depth) is stacked only for
+        new nodes.
         """
         nodes, n = self.nodes, len(self.nodes)
         cached = len(self._boxes["lower"])
         if cached < n:
             for key in self._boxes:
-                fresh = np.stack([getattr(x, key) for x in nodes[cached:]])
-                self._boxes[key] = np.concatenate([self._boxes[key], fresh])
+                fresh = [getattr(x, key) for x in nodes[cached:]]
+                self._boxes[key] = np.concatenate([self._boxes[key], np.stack(fresh) if key not in ("parent", "depth")
+                                                   else np.array(fresh, dtype=np.int64)])
         states = np.empty(n, dtype=object)
         states[:] = [x.state for x in nodes]
         return {
             "node_id": np.arange(n, dtype=np.int64),
-            "parent": np.fromiter((x.parent for x in nodes), np.int64, n),
-            "depth": np.fromiter((x.depth for x in nodes), np.int64, n),
             **{key: column.copy() for key, column in self._boxes.items()},
             "value": sign * np.fromiter((x.value for x in nodes), float, n),
             "state": states,
