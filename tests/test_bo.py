@@ -105,6 +105,7 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"pending": "hope"}, "pending must be one of believer, qlognei, got 'hope'"),
     ({"gp_points": 3}, "gp_points must be an integer >= 4"),
     ({"large_restarts": 0}, "large_restarts and large_raw_samples must be at least 1"),
+    ({"large_n": 0}, "large_n must be an integer >= 1"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
@@ -163,8 +164,8 @@ def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
     assert opt.recommend() is opt.best()
 
 
-def test_once_the_window_is_full_fits_come_at_a_fifth_of_growth_at_least():
-    opt = make_optimizer("bo", LINE, gp_points=10, **FAST)
+def test_past_large_n_points_fits_come_at_a_fifth_of_growth_at_least():
+    opt = make_optimizer("bo", LINE, large_n=10, **FAST)
     assert sorted({opt.fit_size(n) for n in range(2, 31)}) == [*range(2, 11), 12, 15, 18, 22, 27]
 
 
@@ -183,8 +184,8 @@ def test_a_full_window_holds_at_most_gp_points_values_and_pending_points_and_sea
     starts = bo.GPBO._starts
     monkeypatch.setattr(bo.GPBO, "_conditioned", spy_conditioned)
     monkeypatch.setattr(bo.GPBO, "_starts", spy_starts)
-    opt = run(make_optimizer("bo", LINE, seed=0, num_restarts=4, raw_samples=64, gp_points=8, large_restarts=2,
-                             large_raw_samples=16), 12)
+    opt = run(make_optimizer("bo", LINE, seed=0, num_restarts=4, raw_samples=64, gp_points=8, large_n=12,
+                             large_restarts=2, large_raw_samples=16), 12)
     pending = [opt.ask() for _ in range(12)]
     assert len(pending) == 12 and max(seen["sizes"]) <= 16  # 8 values + 8 believed pending points
     assert (seen["raw"], seen["restarts"]) == (16, 2)

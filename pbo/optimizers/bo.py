@@ -89,9 +89,10 @@ class GPBO(Optimizer):
     a given value holds it; `refit_growth`, the relative growth of the data between two hyperparameter fits
     (0, the default, refits on every ask; 0.2 refits when the data grew by a fifth, for cheaper asks);
     `gp_points`, the most successful trials the GP holds (`surrogate.window`: the best half and the latest) and
-    the most pending points it is conditioned on (the latest asked). Once more trials than `gp_points` have
-    succeeded, asks get cheaper: refits at LARGE_REFIT_GROWTH at least, and the acquisition search starts
-    from at most `large_restarts` points chosen among at most `large_raw_samples`.
+    the most pending points it is conditioned on (the latest asked). Asks get cheaper past `large_n`: fits on
+    `large_n` successful trials or more come at LARGE_REFIT_GROWTH of growth at least, and while the GP holds
+    more than `large_n` points (successful trials and pending points) the acquisition search starts from at most
+    `large_restarts` points chosen among at most `large_raw_samples`.
     """
 
     name = "bo"
@@ -101,7 +102,8 @@ class GPBO(Optimizer):
                  n_init: int | None = None, num_restarts: int = 5, raw_samples: int = 1024, maxiter: int = 50,
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
-                 gp_points: int = 512, large_restarts: int = 2, large_raw_samples: int = 256) -> None:
+                 gp_points: int = 512, large_n: int = 256, large_restarts: int = 2,
+                 large_raw_samples: int = 256) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -124,6 +126,9 @@ class GPBO(Optimizer):
             raise ValueError(f"bo: gp_points must be an integer >= {2 * MIN_GP_POINTS}, got {gp_points!r}")
         if min(large_restarts, large_raw_samples) < 1:
             raise ValueError("bo: large_restarts and large_raw_samples must be at least 1")
+        if not isinstance(large_n, int) or large_n < 1:
+            raise ValueError(f"bo: large_n must be an integer >= 1, got {large_n!r}")
+        self.large_n = large_n
         self.gp_points, self.large_restarts, self.large_raw_samples = gp_points, large_restarts, large_raw_samples
         self.kernel, self.noise, self.noise_floor = kernel, noise, float(noise_floor)
         self.refit_growth = float(refit_growth)
@@ -196,7 +201,7 @@ class GPBO(Optimizer):
         the largest size <= n of the sequence 2, 3, ..., each at least (1 + refit_growth) times the last."""
         size = MIN_GP_POINTS
         while True:
-            growth = self.refit_growth if size < self.gp_points else max(self.refit_growth, LARGE_REFIT_GROWTH)
+            growth = max(self.refit_growth, LARGE_REFIT_GROWTH) if size >= self.large_n else self.refit_growth
             following = max(size + 1, math.ceil(size * (1 + growth) - 1e-9))
             if following > n:
                 return size
@@ -260,7 +265,7 @@ class GPBO(Optimizer):
                     model = self._conditioned(np.vstack([x, pending]), np.concatenate([y, believed]),
                                               hyperparameters)
                 acq = LogExpectedImprovement(model, best_f=float(y.max()))
-            large = n > self.gp_points
+            large = len(y) + len(pending) > self.large_n
             starts = self._starts(acq, x, y, np.random.default_rng(seed),
                                   min(self.raw_samples, self.large_raw_samples) if large else self.raw_samples,
                                   min(self.num_restarts, self.large_restarts) if large else self.num_restarts)
