@@ -163,31 +163,31 @@ def log_cost(trials: int = 4096, nodes: int = 10_000, dim: int = 6) -> list[dict
     """Milliseconds per result of the log at `trials` results, the tree growing to `nodes` nodes: the mean over
     the run and over the last tenth (the largest tree), for the /trials row and for each way of writing /tree."""
     space = Space.from_dict({f"x{i}": {"type": "float", "low": 0, "high": 1} for i in range(dim)})
-    out = []
-    for mode, write in (("whole tree (format 4)", whole_tree_write), ("changed nodes (format 5)", None)):
-        with tempfile.TemporaryDirectory() as scratch:
-            log = RunLog.create(Path(scratch) / "cost.h5", config={}, space=space, algorithm="soo", seed=0,
-                                n_workers=1)
+    modes = {"whole tree (format 4)": whole_tree_write, "changed nodes (format 5)": RunLog.record_tree}
+    times = {mode: {"trials": [], "tree": []} for mode in modes}
+    with tempfile.TemporaryDirectory() as scratch:
+        logs = {mode: RunLog.create(Path(scratch) / f"cost{i}.h5", config={}, space=space, algorithm="soo", seed=0,
+                                    n_workers=1) for i, mode in enumerate(modes)}
+        for log in logs.values():
             log.record_tree(synthetic_tree(1, dim, 0))  # creates /tree (a file rewrite, once)
-            t_trial, t_tree = [], []
-            for i in range(1, trials + 1):
-                result = TrialResult(i, {f"x{j}": 0.5 for j in range(dim)}, np.full(dim, 0.5), TrialState.OK,
-                                     value=float(i), worker=1, t_submit=i, t_start=i, t_end=i + 1)
+        for i in range(1, trials + 1):  # both logs take each result in turn, so a busy machine slows both alike
+            result = TrialResult(i, {f"x{j}": 0.5 for j in range(dim)}, np.full(dim, 0.5), TrialState.OK,
+                                 value=float(i), worker=1, t_submit=i, t_start=i, t_end=i + 1)
+            tree = synthetic_tree(round(nodes * i / trials), dim, i)
+            for mode, write in modes.items():
                 start = time.perf_counter()
-                log.record_result(result)
-                t_trial.append(time.perf_counter() - start)
-                tree = synthetic_tree(round(nodes * i / trials), dim, i)
-                start = time.perf_counter()
-                (write or (lambda lg, tb: lg.record_tree(tb)))(log, tree)
-                t_tree.append(time.perf_counter() - start)
+                logs[mode].record_result(result)
+                middle = time.perf_counter()
+                write(logs[mode], tree)
+                times[mode]["trials"].append(middle - start)
+                times[mode]["tree"].append(time.perf_counter() - middle)
+        for log in logs.values():
             log.close()
-        tail = trials // 10
-        out.append({"tree_write": mode, "trials": trials, "nodes": nodes,
-                    "trials_ms": 1e3 * float(np.mean(t_trial)), "tree_ms": 1e3 * float(np.mean(t_tree)),
-                    "trials_ms_last_tenth": 1e3 * float(np.mean(t_trial[-tail:])),
-                    "tree_ms_last_tenth": 1e3 * float(np.mean(t_tree[-tail:]))})
-        print(out[-1], file=sys.stderr, flush=True)
-    return out
+    tail = trials // 10
+    return [{"tree_write": mode, "trials": trials, "nodes": nodes,
+             **{f"{key}_ms": 1e3 * float(np.mean(t[key])) for key in ("trials", "tree")},
+             **{f"{key}_ms_last_tenth": 1e3 * float(np.mean(t[key][-tail:])) for key in ("trials", "tree")}}
+            for mode, t in times.items()]
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:
