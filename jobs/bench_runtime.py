@@ -147,7 +147,7 @@ def synthetic_tree(n: int, dim: int, changes: int) -> dict[str, np.ndarray]:
     done = np.arange(n) < changes
     return {"node_id": np.arange(n), "parent": (np.arange(n) - 1) // 3, "depth": np.log1p(np.arange(n)).astype(int),
             "lower": np.zeros((n, dim)), "upper": np.ones((n, dim)), "center": np.full((n, dim), 0.5),
-            "value": np.where(done, np.arange(n) / n, np.nan), "state": np.where(done, "evaluated", "pending"),
+            "value": np.where(done, np.arange(n) * 1e-4, np.nan), "state": np.where(done, "evaluated", "pending"),
             "expanded": done}
 
 
