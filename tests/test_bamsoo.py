@@ -7,7 +7,7 @@ import pytest
 
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.optimizers import make_optimizer
-from pbo.optimizers.bamsoo import BaMSOO, confidence_bound
+from pbo.optimizers.bamsoo import MAX_APPROXIMATIONS, MAX_APPROXIMATIONS_PENDING, BaMSOO, confidence_bound
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
 from pbo.surrogate import ModelFittingError
@@ -322,3 +322,14 @@ def test_the_believer_is_conditioned_on_at_most_gp_points_pending_points_the_lat
     asked = [opt.ask() for _ in range(6)]
     np.testing.assert_array_equal(opt._believed(), np.array([c.u for c in asked[-4:]]))
     assert all(p is None or len(p) <= 4 for p in stub.pending_seen)
+
+
+@pytest.mark.parametrize("pending, limit", [(False, MAX_APPROXIMATIONS), (True, MAX_APPROXIMATIONS_PENDING)])
+def test_a_gp_that_rules_out_everything_forces_an_evaluation_after_a_run_of_approximations(pending, limit):
+    opt = BaMSOO(unit_space(2), surrogate=StubGP(mean=0.0, sd=0.0), parallel="sweep")
+    three_real_values(opt)
+    if pending:
+        opt.ask()  # a child decided while nothing is pending, then outstanding
+    before = opt.n_approximated
+    opt.ask()
+    assert opt.n_approximated - before == limit

@@ -24,8 +24,9 @@ BaMSOO stopped at a local peak, simple regret 6.5 after 500 evaluations; with th
   `approximate_with="lcb"` restores the paper's rule.
 
 Fewer than `min_points` real values, or a GP that cannot be fitted: the child is evaluated (SOO's step).
-So is a child that comes after MAX_APPROXIMATIONS approximations in a row (a GP sure that nothing beats f+
-would otherwise grow the tree forever without evaluating anything).
+So is a child that comes after MAX_APPROXIMATIONS approximations in a row (MAX_APPROXIMATIONS_PENDING while
+results are pending): a GP sure that nothing beats f+ would otherwise grow the tree forever without
+evaluating anything.
 Parallel asks (`parallel="ucb"`, the default). The sweep takes only the steps the sequential algorithm would:
 at a depth where a leaf is still being evaluated it waits for that value (with one worker it never does).
 Meanwhile idle workers get the leaf whose split would add the centre with the largest GP upper bound, mean +
@@ -63,6 +64,10 @@ from pbo.surrogate import GPSurrogate, ModelFittingError, window
 from pbo.tree import APPROXIMATED, FAILED, PENDING, Node
 
 MAX_APPROXIMATIONS = 1000
+#: The same limit while results are pending: the GP, conditioned on the pending points at their believed mean,
+#: may rule out every cell near the data, and with 64 workers thousands of approximations per ask (seconds
+#: each) bought nothing the next evaluation would not.
+MAX_APPROXIMATIONS_PENDING = 20
 APPROXIMATIONS = ("mean", "lcb")
 PENDING_MODES = ("ignore", "believer")
 PARALLEL_RULES = ("sweep", "ucb")
@@ -170,7 +175,8 @@ class BaMSOO(SOO):
     def _judge(self, node: Node) -> tuple[bool, float | None]:
         """The rule for a new child: (True, its GP mean, None without a GP) to evaluate it, or (False, the value
         to give it) when mean + B_N sd < f+ at its centre."""
-        if self._streak >= MAX_APPROXIMATIONS or len(self._real_y) < self.min_points or not self._surrogate_ready():
+        limit = MAX_APPROXIMATIONS_PENDING if self.n_pending else MAX_APPROXIMATIONS
+        if self._streak >= limit or len(self._real_y) < self.min_points or not self._surrogate_ready():
             return True, None
         pending = self._believed() if self.pending_mode == "believer" and self.n_pending else None
         try:
