@@ -91,8 +91,9 @@ def test_bamsoo_asking_ahead_under_mpi_stops_and_resumes_to_its_budget_from_the_
     while done < 12:
         done += bool(trials(proc.stdout.readline()))
     os.kill(master, signal.SIGTERM)
-    proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    _, err = proc.communicate(timeout=60)
+    # mpirun kills the ranks still running once the master exits with 143, and may report their SIGKILL instead
+    assert proc.returncode != 0 and "stopped by SIGTERM" in err
     stopped = read(path)
     assert (stopped.asks["worker"] == -1).any()  # points asked ahead, logged when the run stopped
     state = load_resume(path)
