@@ -210,7 +210,8 @@ def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
 
 @pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points"),
                                               ({"approximate_with": "ucb"}, "approximate_with"),
-                                              ({"pending": "hope"}, "pending must be one of ignore, believer")])
+                                              ({"pending": "hope"}, "pending must be one of ignore, believer"),
+                                              ({"parallel": "fast"}, "parallel must be one of sweep, ucb")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("bamsoo", unit_space(1), **options)

@@ -123,7 +123,8 @@ class BaMSOO(SOO):
         if parallel not in PARALLEL_RULES:
             raise ValueError(f"{self.name}: parallel must be one of {', '.join(PARALLEL_RULES)}, got {parallel!r}")
         if not isinstance(gp_points, int) or gp_points < min_points:
-            raise ValueError(f"{self.name}: gp_points must be an integer >= min_points ({min_points}), got {gp_points!r}")
+            raise ValueError(f"{self.name}: gp_points must be an integer >= min_points ({min_points}), "
+                             f"got {gp_points!r}")
         if not isinstance(fill_leaves, int) or fill_leaves < 1:
             raise ValueError(f"{self.name}: fill_leaves must be an integer >= 1, got {fill_leaves!r}")
         self.gp_points, self.fill_leaves = gp_points, fill_leaves
@@ -159,7 +160,7 @@ class BaMSOO(SOO):
         """The successful trial with the best GP mean at its point (the raw best without a GP): robust to one
         lucky draw of a noisy objective, the same as best() on a deterministic one."""
         u, _ = self.completed()
-        if len(self._real_y) < self.min_points or not self._surrogate_ready():
+        if not self._gp_ready():
             return self.best()
         try:
             mean, _ = self.surrogate.predict(u)
@@ -176,7 +177,7 @@ class BaMSOO(SOO):
         """The rule for a new child: (True, its GP mean, None without a GP) to evaluate it, or (False, the value
         to give it) when mean + B_N sd < f+ at its centre."""
         limit = MAX_APPROXIMATIONS_PENDING if self.n_pending else MAX_APPROXIMATIONS
-        if self._streak >= limit or len(self._real_y) < self.min_points or not self._surrogate_ready():
+        if self._streak >= limit or not self._gp_ready():
             return True, None
         pending = self._believed() if self.pending_mode == "believer" and self.n_pending else None
         try:
@@ -220,7 +221,7 @@ class BaMSOO(SOO):
 
     def _side_scores(self) -> np.ndarray:
         """With a fitted GP, how fast it says the function varies along each side: 1 / its lengthscale."""
-        if len(self._real_y) >= self.min_points and self._surrogate_ready() and hasattr(self.surrogate, "lengthscales"):
+        if self._gp_ready() and hasattr(self.surrogate, "lengthscales"):
             try:
                 return 1.0 / self.surrogate.lengthscales()
             except ModelFittingError:
@@ -228,7 +229,7 @@ class BaMSOO(SOO):
         return super()._side_scores()
 
     def _sweeps_in_order(self) -> bool:
-        return self.parallel == "ucb" and len(self._real_y) >= self.min_points and self._surrogate_ready()
+        return self.parallel == "ucb" and self._gp_ready()
 
     def _waits_at(self, depth: int) -> bool:
         return self.parallel == "ucb" and self.n_pending > 0 and any(
@@ -238,7 +239,7 @@ class BaMSOO(SOO):
         """The leaf whose split adds the centre of largest GP upper bound (mean + fill_beta sd, the GP
         conditioned on the pending points at their believed mean); None without a GP or when no centre's
         upper bound reaches f+."""
-        if len(self._real_y) < self.min_points or not self._surrogate_ready():
+        if not self._gp_ready():
             return None
         leaves, centers = [], []
         for node in self._fill_candidates():
@@ -284,6 +285,10 @@ class BaMSOO(SOO):
     def _placeholder(self, node: Node) -> float:
         estimate = self._estimates.get(node.id)
         return super()._placeholder(node) if estimate is None else estimate
+
+    def _gp_ready(self) -> bool:
+        """Whether the GP may be consulted: `min_points` real values, conditioned on and fitted."""
+        return len(self._real_y) >= self.min_points and self._surrogate_ready()
 
     def _surrogate_ready(self) -> bool:
         """Condition the surrogate on the real values told so far (once per change); False if it failed."""
