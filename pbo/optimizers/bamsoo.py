@@ -186,10 +186,9 @@ class BaMSOO(SOO):
         except ModelFittingError:
             return True, None
         sd *= self.sd_scale
-        bound = confidence_bound(node.id, self.eta)
-        if mean + bound * sd >= self._f_plus:
+        if self._may_beat_f_plus(mean, sd, node.id):
             return True, mean
-        return False, mean if self.approximate_with == "mean" else mean - bound * sd
+        return False, mean if self.approximate_with == "mean" else mean - confidence_bound(node.id, self.eta) * sd
 
     def _decide(self, node: Node, evaluate: bool, value: float | None) -> None:
         """Apply a decision on a new child: send it for evaluation (remembering its GP mean, which it competes
@@ -255,9 +254,13 @@ class BaMSOO(SOO):
             return None
         sd = sd * self.sd_scale
         best = int(np.argmax(mean + self.fill_beta * sd))
-        if mean[best] + confidence_bound(len(self.tree.nodes), self.eta) * sd[best] < self._f_plus:
+        if not self._may_beat_f_plus(mean[best], sd[best], len(self.tree.nodes)):
             return None  # BaMSOO's rule would approximate it: nothing worth an evaluation
         return leaves[best]
+
+    def _may_beat_f_plus(self, mean: float, sd: float, node_id: int) -> bool:
+        """BaMSOO's rule: a centre of node `node_id` is worth evaluating when mean + B_N sd reaches f+."""
+        return mean + confidence_bound(node_id, self.eta) * sd >= self._f_plus
 
     def _believed(self) -> np.ndarray:
         """The pending points the GP is conditioned on: the latest `gp_points` asked (with a thousand workers,

@@ -117,7 +117,8 @@ class SOO(Optimizer):
         self.tree = Tree(space.dim, share_edges(space), None if tie_break == "index" else self._most_varied)
         self._variation: list[list[float]] = [[] for _ in range(space.dim)]  # per side, see _record_variation
         names = [var.name for var in space.variables]
-        self._name_rank = [sorted(names).index(name) for name in names]  # the last tie-break, order-free
+        alphabetical = {name: rank for rank, name in enumerate(sorted(names))}
+        self._name_rank = [alphabetical[name] for name in names]  # the last tie-break, order-free
         self._varied: set[int] = set()  # parents whose children's variation is recorded
         self.n_expansions = 0
         self._queue: deque[int] = deque([0])  # nodes created but not yet resolved (evaluated or valued)
