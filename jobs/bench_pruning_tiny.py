@@ -1,0 +1,165 @@
+"""Early stopping on the embedded tiny LLM study: real LoRA training and real lm-eval, pruner none vs asha.
+
+What it runs. `python -m pbo.run --config <the packaged tiny_llm.yaml>` (a subprocess per run: real worker
+processes, real training of the 0.9 M-parameter model, real lm-eval), once without a pruner and once with each
+pruner of `--pruners`, for `--seeds` seeds. Seed s seeds the algorithm and the objective's training (batches,
+adapter initialisation, dropout), so the runs of a seed differ only by the pruner. The study reports a quick
+score over `eval_limit` HellaSwag-format items at 1/8, 1/4 and 1/2 of its `max_steps` (tiny_llm.yaml); ASHA's
+rungs are set on those reports (the first at the 1/8 report, the next at 3x that step, judged at the 1/2 one).
+
+Per run (from its log, read back with pbo.log.read):
+  - best: the best final score (status ok) and the gap to the seed's unpruned best;
+  - steps: training steps spent over the study (a trial run to its end counts max_steps, a pruned one the step
+    of its last report), and their share of the unpruned run's;
+  - doomed stopped: of the trials whose final score in the unpruned run of the seed is below chance + 0.05
+    (chance: 1/4, the tasks' four endings), those the pruned run also tried (the same point) and stopped by a
+    quarter of max_steps, over those it tried.
+The target (docs/benchmarks.md, "Early stopping"): best within 0.02 of the unpruned run's for at most half of its
+training steps, and doomed trials stopped before a quarter of their steps.
+
+Commands (from the repository root; each run is 30 trials of 15-40 s on one core):
+    nice -n 10 python jobs/bench_pruning_tiny.py --json     # jobs/results/pruning_tiny.json (3 seeds, bamsoo)
+    python jobs/bench_pruning_tiny.py --seeds 1 --budget 6  # a quick look (a few minutes)
+
+JSON layout: {"command", "settings", "rows": [one per pruner], "runs": [{pruner, seed, best, steps, trials,
+statuses, doomed, doomed_tried, doomed_stopped, wall_seconds}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbo.log import read  # noqa: E402
+
+STUDY = ROOT / "pbo" / "studies" / "tiny_llm.yaml"
+CHANCE = 0.25  # four endings per HellaSwag-format item
+DOOMED_MARGIN = 0.05
+EARLY = 0.25
+#: Pruner options on the study's reports (max_steps 150, reports at steps 19, 38 and 75): rungs at 19 and 57.
+PRUNERS: dict[str, dict[str, Any]] = {"none": {}, "asha": {"eta": 3, "min_resource": 19},
+                                      "median": {"warmup_trials": 4}}
+
+
+def run_study(config: dict[str, Any], pruner: str, seed: int, folder: Path) -> tuple[Any, float]:
+    """One study in a subprocess; its log read back and its wall-clock seconds."""
+    study = {**config, "seed": seed, "objective_options": {**config["objective_options"], "seed": seed},
+             "pruner": pruner, "pruner_options": PRUNERS[pruner], "progress": False}
+    path = folder / f"{pruner}-s{seed}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = folder / f"{pruner}-s{seed}.h5"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pbo.run", "--config", str(path), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{out.name}: pbo.run exited {done.returncode}: {done.stderr.strip()[-800:]}")
+    return read(out), time.perf_counter() - start
+
+
+def point_key(params: dict[str, Any]) -> str:
+    return json.dumps({k: float(v) for k, v in sorted(params.items())})
+
+
+def run_metrics(data: Any, max_steps: int, unpruned: dict[str, float] | None) -> dict[str, Any]:
+    """What one run found and spent; `unpruned` maps the unpruned run's points to their final scores."""
+    trials = data.trials
+    rows = np.flatnonzero(trials["trial_id"] != 0)  # trial 0: the untuned baseline
+    status = trials["status"][rows]
+    ok = (status == "ok") & np.isfinite(trials["value"][rows])
+    steps = np.where(status == "pruned", trials["step"][rows], max_steps)
+    finals = {point_key(data.params(i)): float(trials["value"][i]) for i, good in zip(rows, ok) if good}
+    metrics = {"best": max(finals.values()) if finals else float("nan"), "steps": int(steps.sum()),
+               "trials": int(len(rows)), "statuses": {str(s): int((status == s).sum()) for s in sorted(set(status))},
+               "finals": finals}
+    if unpruned is not None:
+        doomed = {key for key, value in unpruned.items() if value < CHANCE + DOOMED_MARGIN}
+        tried = {point_key(data.params(i)): step for i, step in zip(rows, steps)}
+        seen = doomed & set(tried)
+        metrics.update(doomed=len(doomed), doomed_tried=len(seen),
+                       doomed_stopped=sum(tried[key] <= EARLY * max_steps for key in seen))
+    return metrics
+
+
+def summarize(runs: list[dict[str, Any]], pruners: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for pruner in pruners:
+        group = [r for r in runs if r["pruner"] == pruner]
+        base = {r["seed"]: r for r in runs if r["pruner"] == "none"}
+        gaps = [base[r["seed"]]["best"] - r["best"] for r in group]
+        shares = [r["steps"] / base[r["seed"]]["steps"] for r in group]
+        tried = sum(r.get("doomed_tried", 0) for r in group)
+        rows.append({"pruner": pruner, "seeds": len(group), "best": float(np.median([r["best"] for r in group])),
+                     "gap_max": float(max(gaps)), "steps": float(np.median([r["steps"] for r in group])),
+                     "steps_share_max": float(max(shares)),
+                     "doomed": sum(r.get("doomed", 0) for r in group), "doomed_tried": tried,
+                     "doomed_stopped": sum(r.get("doomed_stopped", 0) for r in group)})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| pruner | seeds | best (median) | largest gap to unpruned best | training steps (median) "
+             "| largest share of unpruned steps | doomed stopped by 1/4 (tried) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        stopped = "-" if r["pruner"] == "none" else f"{r['doomed_stopped']} ({r['doomed_tried']})"
+        lines.append(f"| {r['pruner']} | {r['seeds']} | {r['best']:.3f} | {r['gap_max']:+.3f} | {r['steps']:.0f} | "
+                     f"{r['steps_share_max']:.2f} | {stopped} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default=None, help="default: the study's (bamsoo)")
+    parser.add_argument("--pruners", default="none,asha", help="none first: the others are compared with it")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=None, help="trials per run (default: the study's, 30)")
+    parser.add_argument("--json", nargs="?", const=str(ROOT / "jobs" / "results" / "pruning_tiny.json"),
+                        help="write the results (default path jobs/results/pruning_tiny.json)")
+    args = parser.parse_args(argv)
+    pruners = args.pruners.split(",")
+    if pruners[0] != "none" or not set(pruners) <= set(PRUNERS):
+        parser.error(f"--pruners: give none first, then any of {', '.join(PRUNERS)}")
+    config = yaml.safe_load(STUDY.read_text())
+    config.update({k: v for k, v in (("algorithm", args.algorithm), ("budget", args.budget)) if v is not None})
+    max_steps = int(config["objective_options"]["max_steps"])
+    runs, start = [], time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in range(args.seeds):
+            unpruned = None
+            for pruner in pruners:
+                data, seconds = run_study(config, pruner, seed, Path(folder))
+                metrics = run_metrics(data, max_steps, unpruned)
+                if pruner == "none":
+                    unpruned = metrics["finals"]
+                    metrics = run_metrics(data, max_steps, unpruned)
+                runs.append({"pruner": pruner, "seed": seed, "wall_seconds": round(seconds, 1), **metrics})
+                print(f"  {pruner} seed {seed}: best {metrics['best']:.3f}, {metrics['steps']} steps, "
+                      f"{metrics['statuses']}, {seconds:.0f} s", file=sys.stderr, flush=True)
+    rows = summarize(runs, pruners)
+    print(markdown(rows))
+    if args.json:
+        command = "python jobs/bench_pruning_tiny.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
+                    "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
+                    "eval_limit": config["objective_options"]["eval_limit"],
+                    "pruners": {p: PRUNERS[p] for p in pruners}, "wall_seconds": round(time.perf_counter() - start)}
+        Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,
+                                               "runs": runs}, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
