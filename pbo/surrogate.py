@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from scipy import stats
 from botorch.exceptions.errors import CandidateGenerationError, OptimizationGradientError
 from botorch.exceptions import ModelFittingError as BotorchFittingError
 from botorch.fit import fit_gpytorch_mll
@@ -103,6 +104,61 @@ def window(y: np.ndarray, size: int) -> np.ndarray:
     best = np.argsort(-y, kind="stable")[: size // 2]
     rest = np.setdiff1d(np.arange(len(y)), best)[::-1][: size - len(best)]
     return np.sort(np.concatenate([best, rest]))
+
+
+def half_rank_warp(y: np.ndarray) -> np.ndarray:
+    """Scores to maximize with their worse half replaced by Gaussian quantiles of their rank, the better half
+    as is (the half-rank output warping of Google Vizier's GP bandit, Song et al. 2024).
+
+    Why: a GP fitted on raw scores lets a few disastrous ones (a model collapsed to chance, a diverged run, a
+    BBOB function's far-away walls) set the scale of the whole model, so the differences that matter, among
+    the good points, look like noise. Below the median only the order is kept, spread as the lower half of a
+    normal distribution whose width is the good half's spread about the median; the better half, and so the
+    best score and the improvements over it, are unchanged.
+
+    Example:
+        >>> half_rank_warp(np.array([0.25, 0.45, 0.46, 0.47, 0.48])).round(3).tolist()
+        [0.443, 0.453, 0.46, 0.47, 0.48]
+    """
+    y = np.asarray(y, dtype=float)
+    median = float(np.median(y))
+    below = y < median
+    spread = float(np.sqrt(np.mean((y[~below] - median) ** 2)))
+    if not below.any() or spread == 0:
+        return y.copy()
+    levels = np.unique(y[below])  # ascending: the worst is level 1
+    rank = np.searchsorted(levels, y[below]) + 1
+    out = y.copy()
+    out[below] = median + spread * stats.norm.ppf(0.5 * (rank - 0.5) / (len(levels) + 0.5))
+    return out
+
+
+def unwarp(values: np.ndarray, y: np.ndarray, warped: np.ndarray) -> np.ndarray:
+    """Scores on the raw scale for `values` on the scale `warped` = WARPS[...](y): interpolated between the
+    data's (warped, raw) pairs, the identity above them (the better half is not warped) and linear below them
+    with the slope of the warped half. A model's prediction in warped units thus ranks among raw scores as it
+    ranks among the warped ones.
+
+    Example:
+        >>> y = np.array([0.25, 0.45, 0.46, 0.47, 0.48])
+        >>> unwarp(half_rank_warp(y), y, half_rank_warp(y)).round(3).tolist()
+        [0.25, 0.45, 0.46, 0.47, 0.48]
+    """
+    order = np.argsort(warped, kind="stable")
+    xp, index = np.unique(np.asarray(warped, dtype=float)[order], return_index=True)
+    fp = np.asarray(y, dtype=float)[order][index]
+    values = np.asarray(values, dtype=float)
+    out = np.interp(values, xp, fp)
+    above, below = values > xp[-1], values < xp[0]
+    out[above] = fp[-1] + (values[above] - xp[-1])
+    slope = (fp[-1] - fp[0]) / (xp[-1] - xp[0]) if xp[-1] > xp[0] else 1.0
+    out[below] = fp[0] + (values[below] - xp[0]) * slope
+    return out
+
+
+#: Transforms of the scores (to maximize) a GP is fitted on; each keeps the best score as it is.
+WARPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": lambda y: np.array(y, dtype=float),
+                                                         "half_rank": half_rank_warp}
 
 
 class ModelFittingError(RuntimeError):
@@ -246,6 +302,12 @@ class GPSurrogate:
             raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
         kernel = getattr(self._gp.covar_module, "base_kernel", self._gp.covar_module)
         return kernel.lengthscale.detach().reshape(-1).numpy().copy()
+
+    def noise_sd(self) -> float:
+        """The fitted observation noise's standard deviation, in score units."""
+        if self._alpha is None:
+            raise ModelFittingError(f"no GP on {self._n} points (it needs {self.min_points} and a successful fit)")
+        return float(self._gp.likelihood.noise.detach().reshape(-1)[0].sqrt()) * self._y_std
 
     def prior(self) -> tuple[float, float]:
         """Mean and standard deviation of the fitted prior (constant mean, stationary kernel) in score units:

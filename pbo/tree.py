@@ -1,9 +1,9 @@
 """The partition tree shared by SOO and BaMSOO, as plain data.
 
 Each node is a box of the unit cube [0, 1]^d with the point at its centre. Expanding a node splits its box
-into K equal parts along its widest side (ties: the `tie_break` callable chooses, by default the lowest
-index); with odd K the middle child keeps the parent's centre, so it inherits the parent's value when that
-value is real (evaluated or inherited).
+into K equal parts along one side: by default the widest (the lowest index among equally wide ones), or
+the one the `choose_side` callable picks among the splittable sides; with odd K the middle child keeps
+the parent's centre, so it inherits the parent's value when that value is real (evaluated or inherited).
 
 Integer and categorical sides are cut only at the edges of their values' shares of [0, 1] (as equal as
 the values allow; fewer than K children when the box holds fewer than K values), so every child holds at
@@ -65,7 +65,7 @@ class Tree:
     """
 
     def __init__(self, dim: int, edges: Sequence[np.ndarray | None] | None = None,
-                 tie_break: Callable[[Node, list[int]], int] | None = None) -> None:
+                 choose_side: Callable[[Node, list[int]], int] | None = None) -> None:
         self.dim = int(dim)
         self.edges = list(edges) if edges is not None else [None] * self.dim
         if len(self.edges) != self.dim:
@@ -73,7 +73,7 @@ class Tree:
         lower, upper = np.zeros(self.dim), np.ones(self.dim)
         self.nodes: list[Node] = [Node(0, -1, 0, lower, upper, (lower + upper) / 2)]
         self._leaves: dict[int, dict[int, None]] = {0: {0: None}}  # depth -> leaf ids (ordered set)
-        self.tie_break = tie_break
+        self.choose_side = choose_side
         self._sides: dict[int, int | None] = {}  # node id -> side split (see split_side), fixed at expansion
         self._can_split: dict[int, bool] = {}  # node id -> whether some side is splittable
         # What table() stacks once per node, since it never changes: boxes, parent and depth.
@@ -92,17 +92,14 @@ class Tree:
         return (self.nodes[i] for i in self._leaves.get(depth, ()))
 
     def split_side(self, node: Node) -> int | None:
-        """The side to split: the widest splittable one; among equally wide ones, `tie_break`'s choice (the
-        lowest index without one); None if no side is splittable. Decided when the node is split."""
+        """The side to split: `choose_side`'s choice among the splittable sides (without one, the widest, the
+        lowest index among equally wide ones); None if no side is splittable. Decided when the node is split."""
         if node.id in self._sides:
             return self._sides[node.id]
-        widths = node.upper - node.lower
         sides = [side for side in range(self.dim) if self._splittable(node, side)]
         if not sides:
             return None
-        widest = max(widths[side] for side in sides)
-        tied = [side for side in sides if widths[side] >= widest * (1 - 1e-9)]  # equal up to rounding
-        return tied[0] if len(tied) == 1 or self.tie_break is None else self.tie_break(node, tied)
+        return widest(node, sides)[0] if self.choose_side is None else self.choose_side(node, sides)
 
     def can_expand(self, node: Node) -> bool:
         if node.expanded:
@@ -196,6 +193,14 @@ class Tree:
             "state": states,
             "expanded": np.fromiter((x.expanded for x in nodes), bool, n),
         }
+
+
+def widest(node: Node, sides: list[int], weights: np.ndarray | None = None) -> list[int]:
+    """The sides (of `sides`, in their order) of largest width, times `weights` when given: equal up to
+    rounding count as equal."""
+    widths = (node.upper - node.lower) * (1.0 if weights is None else weights)
+    top = max(widths[side] for side in sides)
+    return [side for side in sides if widths[side] >= top * (1 - 1e-9)]
 
 
 def share_edges(space: Space) -> list[np.ndarray | None]:

@@ -1,5 +1,6 @@
 """BaMSOO: the evaluate/approximate rule with a stubbed GP, B_N, fallbacks, GP data, parallel asks, restore."""
 
+import hashlib
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from pbo.optimizers import make_optimizer
 from pbo.optimizers.bamsoo import MAX_APPROXIMATIONS, MAX_APPROXIMATIONS_PENDING, BaMSOO, confidence_bound
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
-from pbo.surrogate import ModelFittingError
+from pbo.surrogate import ModelFittingError, half_rank_warp
 from pbo.tree import APPROXIMATED, PENDING
 
 from tree_support import HARTMANN3, run_parallel, run_sequential, unit_space
@@ -73,6 +74,16 @@ def test_child_below_f_plus_gets_the_gp_mean_without_evaluation():
     assert node4.state == APPROXIMATED and node4.value == 1.0
     # node 6 has a larger N, so a wider bound that reaches f+: it is the one evaluated
     assert cand.meta["node"] == 6 and opt.n_approximated == 1
+
+
+def test_with_a_warp_the_gp_holds_warped_scores_and_the_tree_raw_ones():
+    warped = half_rank_warp(np.array([1.0, 0.5, 2.0]))  # 0.5, below the median, moves; 1.0 and 2.0 stay
+    stub = StubGP(mean=float(warped[1]), sd=1e-9)
+    opt = BaMSOO(unit_space(1), surrogate=stub, warp="half_rank")
+    three_real_values(opt)
+    opt.ask()
+    assert stub.updates[-1][1].tolist() == warped.tolist() and warped[1] != 0.5
+    assert opt.tree.nodes[4].state == APPROXIMATED and opt.tree.nodes[4].value == pytest.approx(0.5)
 
 
 def test_paper_rule_gives_a_skipped_child_its_lower_bound():
@@ -211,7 +222,10 @@ def test_restore_with_outstanding_asks_gives_the_same_next_proposals():
 @pytest.mark.parametrize("options, message", [({"eta": 1.5}, "eta must"), ({"min_points": 1}, "min_points"),
                                               ({"approximate_with": "ucb"}, "approximate_with"),
                                               ({"pending": "hope"}, "pending must be one of ignore, believer"),
-                                              ({"parallel": "fast"}, "parallel must be one of sweep, ucb")])
+                                              ({"parallel": "fast"}, "parallel must be one of sweep, ucb"),
+                                              ({"warp": "log"}, "warp must be one of none, half_rank"),
+                                              ({"split": "longest"}, "split must be one of widest, gp"),
+                                              ({"noise_margin": -1}, "noise_margin must be >= 0")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("bamsoo", unit_space(1), **options)
@@ -234,6 +248,32 @@ def test_variation_tie_break_splits_first_the_side_of_the_gps_shortest_lengthsca
         opt.tell(cand.id, -(cand.params["x2"] - 0.3) ** 2)  # varies along x2 only
     squares = [n for n in opt.tree.nodes[1:] if n.expanded and np.isclose(*(n.upper - n.lower))]
     assert squares and {opt.tree.split_side(n) for n in squares} == {1}
+
+
+def test_gp_split_rule_cuts_again_along_the_side_the_function_varies_along():
+    shapes = {}
+    for split in ("widest", "gp"):
+        opt = BaMSOO(unit_space(2), split=split)
+        for _ in range(30):
+            cand = opt.ask()
+            opt.tell(cand.id, -(cand.params["x2"] - 0.3) ** 2 - 0.01 * cand.params["x1"])
+        shapes[split] = min((n.upper[1] - n.lower[1]) / (n.upper[0] - n.lower[0]) for n in opt.tree.nodes if n.expanded)
+    assert shapes["widest"] == pytest.approx(1 / 3) and shapes["gp"] < 1 / 3 - 1e-9
+
+
+def noisy_plateau(params):
+    """1 plus noise of sd 0.01, the same at the same point."""
+    seed = int(hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:8], 16)
+    return 1.0 + 0.01 * np.random.default_rng(seed).standard_normal()
+
+
+def test_noise_margin_keeps_sweeps_from_diving_after_lucky_draws_on_a_plateau():
+    depths = {}
+    for margin in (0.0, 2.0):
+        opt = BaMSOO(unit_space(2), noise_margin=margin)
+        run_sequential(opt, noisy_plateau, 40)
+        depths[margin] = opt.tree.depth
+    assert depths[2.0] < depths[0.0] / 2
 
 
 def test_recommendation_is_the_best_trial_on_a_deterministic_objective():

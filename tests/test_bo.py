@@ -106,6 +106,7 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"gp_points": 3}, "gp_points must be an integer >= 4"),
     ({"large_restarts": 0}, "large_restarts and large_raw_samples must be at least 1"),
     ({"large_n": 0}, "large_n must be an integer >= 1"),
+    ({"warp": "log"}, "warp must be one of none, half_rank, got 'log'"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,7 @@ from linear_operator.utils.errors import NotPSDError
 import torch
 
 import pbo.surrogate as surrogate
-from pbo.surrogate import GPSurrogate, ModelFittingError, window
+from pbo.surrogate import GPSurrogate, ModelFittingError, half_rank_warp, unwarp, window
 
 
 def data(n, seed=0):
@@ -225,3 +225,25 @@ def test_a_factor_that_keeps_the_shared_leading_rows_predicts_as_a_fresh_one():
     test = rng.random((5, 3))
     for a, b in zip(gp.predict(test), fresh.predict(test)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_half_rank_warp_keeps_the_better_half_and_the_order_of_all():
+    y = np.array([3.0, -1e6, 5.0, 4.0, 0.0, 2.0, 1.0])
+    warped = half_rank_warp(y)
+    better = y >= np.median(y)
+    assert warped[better].tolist() == y[better].tolist()
+    assert np.argsort(warped).tolist() == np.argsort(y).tolist()
+
+
+def test_half_rank_warp_brings_a_disaster_within_a_few_spreads_of_the_median():
+    y = np.array([3.0, -1e6, 5.0, 4.0, 0.0, 2.0, 1.0])  # median 3, the better half spreads by about 1.3
+    assert -3.0 < half_rank_warp(y)[1] < 0.0
+
+
+def test_unwarp_maps_warped_scores_back_and_keeps_their_order_beyond_the_data():
+    y = np.array([0.25, 0.25, 0.45, 0.46, 0.47, 0.48])
+    warped = half_rank_warp(y)
+    assert unwarp(warped, y, warped) == pytest.approx(y)
+    values = np.linspace(warped.min() - 1, 1.0, 50)
+    assert np.all(np.diff(unwarp(values, y, warped)) > 0)
+    assert unwarp(np.array([0.9]), y, warped)[0] == pytest.approx(0.9)  # above the median: as is

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pbo.space import Space
-from pbo.tree import APPROXIMATED, EVALUATED, INHERITED, PENDING, Tree, share_edges
+from pbo.tree import APPROXIMATED, EVALUATED, INHERITED, PENDING, Tree, share_edges, widest
 
 
 def test_split_makes_k_equal_boxes_in_order_with_centres():
@@ -122,18 +122,26 @@ def test_table_follows_the_tree_as_it_grows():
         assert np.array_equal(table[key], np.array([getattr(n, key) for n in tree.nodes]))
 
 
-def test_tie_break_chooses_among_equally_wide_sides_only():
+def test_the_side_chooser_is_offered_every_splittable_side_and_decides():
     offered = []
 
     def last(node, sides):
         offered.append(sides)
         return sides[-1]
 
-    tree = Tree(dim=3, tie_break=last)
+    tree = Tree(dim=3, choose_side=last)
     tree.set_value(0, 0.0, "evaluated")
     assert tree.split_side(tree.root) == 2 and offered == [[0, 1, 2]]
     left = tree.expand(0, k=3)[0]
-    assert tree.split_side(left) == 1 and offered[-1] == [0, 1]
+    assert tree.split_side(left) == 2 and offered[-1] == [0, 1, 2]
+
+
+def test_widest_sides_are_those_of_largest_width_or_weighted_width():
+    tree = Tree(dim=3)
+    tree.set_value(0, 0.0, "evaluated")
+    left = tree.expand(0, k=3)[0]  # a third as wide along side 0
+    assert widest(left, [0, 1, 2]) == [1, 2]
+    assert widest(left, [0, 1, 2], weights=np.array([4.0, 1.0, 1.0])) == [0]
 
 
 def test_new_centres_are_those_a_split_adds_beside_the_middle_child():

@@ -60,8 +60,8 @@ import numpy as np
 from pbo.optimizers.base import Trial
 from pbo.optimizers.soo import APPROX, SOO
 from pbo.space import Space
-from pbo.surrogate import GPSurrogate, ModelFittingError, window
-from pbo.tree import APPROXIMATED, FAILED, PENDING, Node
+from pbo.surrogate import WARPS, GPSurrogate, ModelFittingError, unwarp, window
+from pbo.tree import APPROXIMATED, FAILED, PENDING, Node, widest
 
 MAX_APPROXIMATIONS = 1000
 #: The same limit while results are pending: the GP, conditioned on the pending points at their believed mean,
@@ -71,6 +71,7 @@ MAX_APPROXIMATIONS_PENDING = 20
 APPROXIMATIONS = ("mean", "lcb")
 PENDING_MODES = ("ignore", "believer")
 PARALLEL_RULES = ("sweep", "ucb")
+SPLIT_RULES = ("widest", "gp")
 
 
 class Surrogate(Protocol):
@@ -99,7 +100,11 @@ class BaMSOO(SOO):
     `gp_points` (the GP keeps at most this many real values: `surrogate.window`, the best half and the latest; and
     is conditioned on at most this many pending points, the latest asked) and
     `fill_leaves` (the `ucb` rule considers at most this many leaves: the best of each depth, then the best
-    valued), the two caps that keep asks cheap at thousands of points and leaves."""
+    valued), the two caps that keep asks cheap at thousands of points and leaves; `warp` (the transform of
+    the scores the GP is fitted on, a name of pbo.surrogate.WARPS; the tree keeps raw scores, and a GP mean
+    given to a node is mapped back onto their scale), `split` ("widest", SOO's side, or "gp", see
+    `_choose_side`) and `noise_margin` (in sds of the GP's fitted noise: how much better than the leaf the
+    sweep split at a shallower depth a leaf must be for the sweep to split it too; 0 takes values as exact).
 
     name = "bamsoo"
 
@@ -108,7 +113,8 @@ class BaMSOO(SOO):
                  expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
                  pending: str = "believer", parallel: str = "ucb", fill_beta: float = 2.0, gp_points: int = 512,
-                 fill_leaves: int = 64, surrogate: Surrogate | None = None) -> None:
+                 fill_leaves: int = 64, warp: str = "none", split: str = "widest", noise_margin: float = 0.0,
+                 surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
                          expand_pending=expand_pending, tie_break=tie_break)
         if not 0 < eta < 1:
@@ -127,7 +133,14 @@ class BaMSOO(SOO):
                              f"got {gp_points!r}")
         if not isinstance(fill_leaves, int) or fill_leaves < 1:
             raise ValueError(f"{self.name}: fill_leaves must be an integer >= 1, got {fill_leaves!r}")
+        if split not in SPLIT_RULES:
+            raise ValueError(f"{self.name}: split must be one of {', '.join(SPLIT_RULES)}, got {split!r}")
+        if not noise_margin >= 0:
+            raise ValueError(f"{self.name}: noise_margin must be >= 0, got {noise_margin!r}")
+        if warp not in WARPS:
+            raise ValueError(f"{self.name}: warp must be one of {', '.join(WARPS)}, got {warp!r}")
         self.gp_points, self.fill_leaves = gp_points, fill_leaves
+        self.warp, self.split, self.noise_margin = warp, split, float(noise_margin)
         self.approximate_with = approximate_with
         self.parallel = parallel
         self.fill_beta = float(fill_beta)
@@ -147,6 +160,7 @@ class BaMSOO(SOO):
         self.sd_scale = 1.0  # factor on the surrogate's sds that makes its bounds cover the real values
         self._estimates: dict[int, float] = {}  # pending node -> GP mean when it was sent for evaluation
         self._kept = np.arange(0)  # the real values the surrogate holds (indices, see gp_points)
+        self._scores = (np.zeros(0), np.zeros(0))  # those values, raw and as the surrogate holds them (`warp`)
 
     def _tell(self, trial: Trial) -> None:
         super()._tell(trial)
@@ -187,8 +201,10 @@ class BaMSOO(SOO):
             return True, None
         sd *= self.sd_scale
         if self._may_beat_f_plus(mean, sd, node.id):
-            return True, mean
-        return False, mean if self.approximate_with == "mean" else mean - confidence_bound(node.id, self.eta) * sd
+            return True, self._raw(mean)
+        if self.approximate_with == "lcb":
+            mean -= confidence_bound(node.id, self.eta) * sd
+        return False, self._raw(mean)
 
     def _decide(self, node: Node, evaluate: bool, value: float | None) -> None:
         """Apply a decision on a new child: send it for evaluation (remembering its GP mean, which it competes
@@ -227,6 +243,24 @@ class BaMSOO(SOO):
                 pass
         return super()._side_scores()
 
+    def _choose_side(self, node: Node, sides: list[int]) -> int:
+        """`split="gp"`: the side of largest width / GP lengthscale, the one along which the model expects the
+        function to change most across the cell (ties: `tie_break`); SOO's widest side without a GP."""
+        if self.split == "gp" and self._gp_ready() and hasattr(self.surrogate, "lengthscales"):
+            try:
+                return self._break_tie(widest(node, sides, 1.0 / self.surrogate.lengthscales()))
+            except ModelFittingError:
+                pass
+        return super()._choose_side(node, sides)
+
+    def _noise_margin(self) -> float:
+        if self.noise_margin == 0 or not self._gp_ready() or not hasattr(self.surrogate, "noise_sd"):
+            return 0.0
+        try:
+            return self.noise_margin * self.surrogate.noise_sd()
+        except ModelFittingError:
+            return 0.0
+
     def _sweeps_in_order(self) -> bool:
         return self.parallel == "ucb" and self._gp_ready()
 
@@ -257,6 +291,12 @@ class BaMSOO(SOO):
         if not self._may_beat_f_plus(mean[best], sd[best], len(self.tree.nodes)):
             return None  # BaMSOO's rule would approximate it: nothing worth an evaluation
         return leaves[best]
+
+    def _raw(self, value: float) -> float:
+        """A GP mean as a score: the surrogate holds the scores warped (`warp`), the tree holds them raw."""
+        if self.warp == "none":
+            return value
+        return float(unwarp(np.array([value]), *self._scores)[0])
 
     def _may_beat_f_plus(self, mean: float, sd: float, node_id: int) -> bool:
         """BaMSOO's rule: a centre of node `node_id` is worth evaluating when mean + B_N sd reaches f+."""
@@ -298,12 +338,14 @@ class BaMSOO(SOO):
         if self._stale:
             self._stale = False
             self._kept = window(np.array(self._real_y), self.gp_points)
+            y = np.array(self._real_y)[self._kept]
+            self._scores = (y, WARPS[self.warp](y))
+            u = np.array(self._real_u)[self._kept]
             try:
                 if isinstance(self.surrogate, GPSurrogate):
-                    self.surrogate.update(np.array(self._real_u)[self._kept], np.array(self._real_y)[self._kept],
-                                          seen=len(self._real_y))
+                    self.surrogate.update(u, self._scores[1], seen=len(self._real_y))
                 else:
-                    self.surrogate.update(np.array(self._real_u)[self._kept], np.array(self._real_y)[self._kept])
+                    self.surrogate.update(u, self._scores[1])
                 self.sd_scale = self._calibration()
                 self._gp_ok = True
             except ModelFittingError:
@@ -313,7 +355,7 @@ class BaMSOO(SOO):
     def _calibration(self) -> float:
         """The smallest factor (>= 1) on the sds that puts every real value y_i inside its node's interval,
         both as the prior predicts it (c +- B_{N_i} s) and as the other real values do (leave-one-out)."""
-        bounds, y = np.array(self._real_bound)[self._kept], np.array(self._real_y)[self._kept]
+        bounds, y = np.array(self._real_bound)[self._kept], self._scores[1]
         center, sd = self.surrogate.prior()
         residuals, loo_sd = self.surrogate.loo()
         with np.errstate(divide="ignore", invalid="ignore"):

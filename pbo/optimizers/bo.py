@@ -55,7 +55,7 @@ from pbo.optimizers.base import Optimizer, Proposal, Trial
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
-from pbo.surrogate import KERNELS, ModelFittingError, model_failures, one_thread, single_task_gp, window
+from pbo.surrogate import KERNELS, WARPS, ModelFittingError, model_failures, one_thread, single_task_gp, window
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
@@ -92,7 +92,9 @@ class GPBO(Optimizer):
     the most pending points it is conditioned on (the latest asked). Asks get cheaper past `large_n`: fits on
     `large_n` successful trials or more come at LARGE_REFIT_GROWTH of growth at least, and while the GP holds
     more than `large_n` points (successful trials and pending points) the acquisition search starts from at most
-    `large_restarts` points chosen among at most `large_raw_samples`.
+    `large_restarts` points chosen among at most `large_raw_samples`. `warp`: the transform of the scores the GP
+    is fitted on (a name of pbo.surrogate.WARPS; "half_rank" keeps the better half and spreads the worse half
+    by rank, so a few disastrous scores do not set the model's scale).
     """
 
     name = "bo"
@@ -103,7 +105,7 @@ class GPBO(Optimizer):
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
                  gp_points: int = 512, large_n: int = 256, large_restarts: int = 2,
-                 large_raw_samples: int = 256) -> None:
+                 large_raw_samples: int = 256, warp: str = "none") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -128,6 +130,9 @@ class GPBO(Optimizer):
             raise ValueError("bo: large_restarts and large_raw_samples must be at least 1")
         if not isinstance(large_n, int) or large_n < 1:
             raise ValueError(f"bo: large_n must be an integer >= 1, got {large_n!r}")
+        if warp not in WARPS:
+            raise ValueError(f"bo: warp must be one of {', '.join(WARPS)}, got {warp!r}")
+        self.warp = WARPS[warp]
         self.large_n = large_n
         self.gp_points, self.large_restarts, self.large_raw_samples = gp_points, large_restarts, large_raw_samples
         self.kernel, self.noise, self.noise_floor = kernel, noise, float(noise_floor)
@@ -174,7 +179,7 @@ class GPBO(Optimizer):
         try:
             with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
                 kept = window(y, self.gp_points)
-                model = self._conditioned(x[kept], y[kept], self._hyperparameters(len(y)))
+                model = self._conditioned(x[kept], self.warp(y[kept]), self._hyperparameters(len(y)))
                 with torch.no_grad():
                     mean = model.posterior(torch.as_tensor(x)).mean.reshape(-1).numpy()
         except ModelFittingError:
@@ -215,7 +220,7 @@ class GPBO(Optimizer):
             first = [self.trials[cid] for cid in self._told[:size]]
             u, y = np.array([t.candidate.u for t in first]), np.array([t.score for t in first])
             kept = window(y, self.gp_points)
-            fitted = self._gp(u[kept], y[kept])
+            fitted = self._gp(u[kept], self.warp(y[kept]))
             options = None
             if self._fit is not None:
                 fitted.load_state_dict(self._fit[1], strict=False)
@@ -247,7 +252,7 @@ class GPBO(Optimizer):
         x, y = self.completed()
         n = len(y)
         kept = window(y, self.gp_points)
-        x, y = x[kept], y[kept]
+        x, y = x[kept], self.warp(y[kept])
         pending = [c.u for c in self.pending()][-self.gp_points:]
         with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
             hyperparameters = self._hyperparameters(n)

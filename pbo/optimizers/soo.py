@@ -44,7 +44,7 @@ import numpy as np
 
 from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayError, Trial, TrialState
 from pbo.space import Space
-from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, PRUNED, REAL, Node, Tree, share_edges
+from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, PRUNED, REAL, Node, Tree, share_edges, widest
 
 FAILURE_POLICIES = ("worst", "never")
 #: When a leaf whose centre is being evaluated may be split (see the module docstring).
@@ -114,7 +114,8 @@ class SOO(Optimizer):
         self.expand_pending = expand_pending
         self._speculate = expand_pending == "always"  # within one ask: whether pending leaves may be split
         self._h_max = H_MAX_RULES.get(h_max, h_max) if isinstance(h_max, str) else h_max
-        self.tree = Tree(space.dim, share_edges(space), None if tie_break == "index" else self._most_varied)
+        self.tie_break = tie_break
+        self.tree = Tree(space.dim, share_edges(space), self._choose_side)
         self._variation: list[list[float]] = [[] for _ in range(space.dim)]  # per side, see _record_variation
         names = [var.name for var in space.variables]
         alphabetical = {name: rank for rank, name in enumerate(sorted(names))}
@@ -300,7 +301,7 @@ class SOO(Optimizer):
                 return True
         best = self._best_leaf(self._depth)
         self._depth += 1
-        if best is not None and self._rank(best) >= self._v_max:
+        if best is not None and self._rank(best) >= self._v_max + self._noise_margin():
             self._split(best)
         return True
 
@@ -365,9 +366,20 @@ class SOO(Optimizer):
         variations."""
         return np.array([np.mean(v) if v else math.inf for v in self._variation])
 
-    def _most_varied(self, node: Node, sides: list[int]) -> int:
+    def _choose_side(self, node: Node, sides: list[int]) -> int:
+        """The side to split among the splittable `sides`: the widest, ties broken by `tie_break`."""
+        return self._break_tie(widest(node, sides))
+
+    def _break_tie(self, tied: list[int]) -> int:
+        if len(tied) == 1 or self.tie_break == "index":
+            return tied[0]
         scores = self._side_scores()
-        return max(sides, key=lambda side: (scores[side], -self._name_rank[side]))
+        return max(tied, key=lambda side: (scores[side], -self._name_rank[side]))
+
+    def _noise_margin(self) -> float:
+        """How much better than the leaf the sweep split at a shallower depth a leaf must be to be split too:
+        0 for SOO, which takes values as exact (BaMSOO: `noise_margin` noise sds of its GP)."""
+        return 0.0
 
     def _rank(self, node: Node) -> float:
         if node.state == FAILED:
