@@ -104,7 +104,7 @@ class BaMSOO(SOO):
     the scores the GP is fitted on, a name of pbo.surrogate.WARPS; the tree keeps raw scores, and a GP mean
     given to a node is mapped back onto their scale), `split` ("widest", SOO's side, or "gp", see
     `_choose_side`) and `noise_margin` (in sds of the GP's fitted noise: how much better than the leaf the
-    sweep split at a shallower depth a leaf must be for the sweep to split it too; 0 takes values as exact).
+    sweep split at a shallower depth a leaf must be for the sweep to split it too; 0 takes values as exact)."""
 
     name = "bamsoo"
 
