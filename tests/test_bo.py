@@ -160,9 +160,10 @@ def test_recommendations_on_a_noisy_objective_are_truly_better_than_the_luckiest
     assert np.mean(recommended) > np.mean(raw) and min(recommended) > min(raw)
 
 
-def test_recommendation_is_the_best_trial_on_a_deterministic_objective():
+def test_recommendation_is_the_best_trial_on_a_deterministic_objective_up_to_the_noise_floor():
     opt = run(make_optimizer("bo", LINE, seed=1, n_init=4, **FAST), 10)
-    assert opt.recommend() is opt.best()
+    _, y = opt.completed()
+    assert opt.best().score - opt.recommend().score <= 1e-6 * (y.max() - y.min())  # the floor: 1e-6 of the spread
 
 
 def test_past_large_n_points_fits_come_at_a_fifth_of_growth_at_least():

@@ -105,7 +105,7 @@ class GPBO(Optimizer):
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
                  gp_points: int = 512, large_n: int = 256, large_restarts: int = 2,
-                 large_raw_samples: int = 256, warp: str = "none") -> None:
+                 large_raw_samples: int = 256, warp: str = "half_rank") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
