@@ -18,8 +18,9 @@ The target (docs/benchmarks.md, "Early stopping"): best within 0.02 of the unpru
 training steps, and doomed trials stopped before a quarter of their steps.
 
 Commands (from the repository root; each run is 30 trials of 15-40 s on one core):
-    nice -n 10 python jobs/bench_pruning_tiny.py --json     # jobs/results/pruning_tiny.json (3 seeds, bamsoo)
+    nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,asha,asha_eta4 --workers 2 --json
     python jobs/bench_pruning_tiny.py --seeds 1 --budget 6  # a quick look (a few minutes)
+The first writes jobs/results/pruning_tiny.json (3 seeds, bamsoo, 2 workers sharing 2 cores).
 
 JSON layout: {"command", "settings", "rows": [one per pruner], "runs": [{pruner, seed, best, steps, trials,
 statuses, doomed, doomed_tried, doomed_stopped, wall_seconds}]}.
@@ -49,15 +50,19 @@ STUDY = ROOT / "pbo" / "studies" / "tiny_llm.yaml"
 CHANCE = 0.25  # four endings per HellaSwag-format item
 DOOMED_MARGIN = 0.05
 EARLY = 0.25
-#: Pruner options on the study's reports (max_steps 150, reports at steps 19, 38 and 75): rungs at 19 and 57.
-PRUNERS: dict[str, dict[str, Any]] = {"none": {}, "asha": {"eta": 3, "min_resource": 19},
-                                      "median": {"warmup_trials": 4}}
+#: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options).
+#: asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third kept; asha_eta4: one rung, at 19 (the
+#: next, 76, is past the last report), the top quarter kept.
+PRUNERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "none": ("none", {}), "asha": ("asha", {"eta": 3, "min_resource": 19}),
+    "asha_eta4": ("asha", {"eta": 4, "min_resource": 19}), "median": ("median", {"warmup_trials": 4})}
 
 
-def run_study(config: dict[str, Any], pruner: str, seed: int, folder: Path) -> tuple[Any, float]:
+def run_study(config: dict[str, Any], pruner: str, seed: int, workers: int, folder: Path) -> tuple[Any, float]:
     """One study in a subprocess; its log read back and its wall-clock seconds."""
     study = {**config, "seed": seed, "objective_options": {**config["objective_options"], "seed": seed},
-             "pruner": pruner, "pruner_options": PRUNERS[pruner], "progress": False}
+             "pruner": PRUNERS[pruner][0], "pruner_options": PRUNERS[pruner][1], "progress": False,
+             "workers": workers}
     path = folder / f"{pruner}-s{seed}.yaml"
     path.write_text(yaml.safe_dump(study))
     out = folder / f"{pruner}-s{seed}.h5"
@@ -89,7 +94,7 @@ def run_metrics(data: Any, max_steps: int, unpruned: dict[str, float] | None) ->
         tried = {point_key(data.params(i)): step for i, step in zip(rows, steps)}
         seen = doomed & set(tried)
         metrics.update(doomed=len(doomed), doomed_tried=len(seen),
-                       doomed_stopped=sum(tried[key] <= EARLY * max_steps for key in seen))
+                       doomed_stopped=int(sum(tried[key] <= EARLY * max_steps for key in seen)))
     return metrics
 
 
@@ -100,12 +105,12 @@ def summarize(runs: list[dict[str, Any]], pruners: list[str]) -> list[dict[str, 
         base = {r["seed"]: r for r in runs if r["pruner"] == "none"}
         gaps = [base[r["seed"]]["best"] - r["best"] for r in group]
         shares = [r["steps"] / base[r["seed"]]["steps"] for r in group]
-        tried = sum(r.get("doomed_tried", 0) for r in group)
+        tried = int(sum(r.get("doomed_tried", 0) for r in group))
         rows.append({"pruner": pruner, "seeds": len(group), "best": float(np.median([r["best"] for r in group])),
                      "gap_max": float(max(gaps)), "steps": float(np.median([r["steps"] for r in group])),
                      "steps_share_max": float(max(shares)),
-                     "doomed": sum(r.get("doomed", 0) for r in group), "doomed_tried": tried,
-                     "doomed_stopped": sum(r.get("doomed_stopped", 0) for r in group)})
+                     "doomed": int(sum(r.get("doomed", 0) for r in group)), "doomed_tried": tried,
+                     "doomed_stopped": int(sum(r.get("doomed_stopped", 0) for r in group))})
     return rows
 
 
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pruners", default="none,asha", help="none first: the others are compared with it")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=None, help="trials per run (default: the study's, 30)")
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes (one core each)")
+    parser.add_argument("--keep", type=Path, help="keep the runs' logs and configs in this folder")
     parser.add_argument("--json", nargs="?", const=str(ROOT / "jobs" / "results" / "pruning_tiny.json"),
                         help="write the results (default path jobs/results/pruning_tiny.json)")
     args = parser.parse_args(argv)
@@ -135,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     config.update({k: v for k, v in (("algorithm", args.algorithm), ("budget", args.budget)) if v is not None})
     max_steps = int(config["objective_options"]["max_steps"])
     runs, start = [], time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         for seed in range(args.seeds):
             unpruned = None
             for pruner in pruners:
-                data, seconds = run_study(config, pruner, seed, Path(folder))
+                data, seconds = run_study(config, pruner, seed, args.workers, folder)
                 metrics = run_metrics(data, max_steps, unpruned)
                 if pruner == "none":
                     unpruned = metrics["finals"]
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
                     "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
                     "eval_limit": config["objective_options"]["eval_limit"],
-                    "pruners": {p: PRUNERS[p] for p in pruners}, "wall_seconds": round(time.perf_counter() - start)}
+                    "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners}, "wall_seconds": round(time.perf_counter() - start)}
         Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,
                                                "runs": runs}, indent=1))
         print(f"wrote {args.json}")
