@@ -48,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobs.bbob.adapters import Spec, SpecError, parse_specs  # noqa: E402
 from pbo.log import read  # noqa: E402
 from pbo.objectives.landscape import LLMLandscape  # noqa: E402
 
@@ -64,25 +65,27 @@ DOOMED_MARGIN = 0.05  # "below chance + 0.05"
 EARLY = 0.25  # "stopped by a quarter of its steps"
 
 
-def study_args(algorithm: str, pruner: str, seed: int, budget: int, workers: int, out: Path) -> list[str]:
+def study_args(spec: Spec, pruner: str, seed: int, budget: int, workers: int, out: Path) -> list[str]:
     """The `python -m pbo.run` arguments of one run."""
     options = {"eval_at": EVAL_AT, "steps": STEPS, "seed": seed}
-    args = ["--objective", "llm_landscape", "--objective-options", json.dumps(options), "--algorithm", algorithm,
+    args = ["--objective", "llm_landscape", "--objective-options", json.dumps(options), "--algorithm", spec.name,
             "--budget", str(budget), "--seed", str(seed), "--simulate", str(workers),
             "--cost", json.dumps({"kind": "lognormal", "mean": TRIAL_SECONDS, "sigma": 0.1, "seed": seed}),
             "--pruner", pruner, "--no-progress", "--out", str(out)]
     if PRUNERS[pruner]:
         args += ["--pruner-options", json.dumps(PRUNERS[pruner])]
+    if spec.options:
+        args += ["--optimizer", json.dumps(spec.options)]
     return args
 
 
-def run_study(algorithm: str, pruner: str, seed: int, budget: int, workers: int, folder: Path) -> Any:
+def run_study(spec: Spec, pruner: str, seed: int, budget: int, workers: int, folder: Path) -> Any:
     """Run one simulated study in this process and read its log back."""
     from pbo.run import main as pbo_main
 
-    out = folder / f"{algorithm}-{pruner}-s{seed}.h5"
+    out = folder / f"{spec.label}-{pruner}-s{seed}.h5"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
-        code = pbo_main(study_args(algorithm, pruner, seed, budget, workers, out))
+        code = pbo_main(study_args(spec, pruner, seed, budget, workers, out))
     if code != 0:
         raise RuntimeError(f"{out.name}: pbo.run exited {code}: {err.getvalue().strip()[-500:]}")
     return read(out)
@@ -155,7 +158,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algorithms", default="random,bamsoo,bo")
+    parser.add_argument("--algorithms", default="random,bamsoo,bo",
+                        help="comma-separated name or label=name:{yaml options}, as jobs/bench_bbob.py takes them")
     parser.add_argument("--pruners", default=",".join(PRUNERS), help="none first: the others aim at its best")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=50)
@@ -164,18 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", nargs="?", const=str(ROOT / "jobs" / "results" / "pruning.json"),
                         help="write the results (default path jobs/results/pruning.json)")
     args = parser.parse_args(argv)
-    algorithms, pruners = args.algorithms.split(","), args.pruners.split(",")
+    try:
+        specs = parse_specs(args.algorithms)
+    except SpecError as exc:
+        parser.error(f"--algorithms: {exc}")
+    algorithms, pruners = [spec.label for spec in specs], args.pruners.split(",")
     if pruners[0] != "none" or not set(pruners) <= set(PRUNERS):
         parser.error(f"--pruners: give none first, then any of {', '.join(PRUNERS)}")
     warnings.simplefilter("ignore")  # BoTorch's numerical warnings on small designs
     runs, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        for algorithm in algorithms:
+        for spec in specs:
+            algorithm = spec.label
             for seed in range(args.seeds):
                 target = None
                 for pruner in pruners:
                     budget = args.budget if pruner == "none" else args.pruned_budget or args.budget
-                    data = run_study(algorithm, pruner, seed, budget, args.workers, Path(folder))
+                    data = run_study(spec, pruner, seed, budget, args.workers, Path(folder))
                     metrics = run_metrics(data, seed, target)
                     if pruner == "none":
                         target = metrics["best"]
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"budget": args.budget, "pruned_budget": args.pruned_budget or args.budget, "workers": args.workers,
                     "seeds": args.seeds, "eval_at": EVAL_AT, "steps": STEPS, "trial_seconds": TRIAL_SECONDS,
                     "pruners": {p: PRUNERS[p] for p in pruners},
-                    "example": "python -m pbo.run " + shlex.join(study_args(algorithms[0], pruners[-1], 0, args.budget,
+                    "example": "python -m pbo.run " + shlex.join(study_args(specs[0], pruners[-1], 0, args.budget,
                                                                             args.workers, Path("run.h5"))),
                     "wall_seconds": round(time.perf_counter() - start, 1)}
         Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,

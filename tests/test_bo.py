@@ -107,6 +107,7 @@ def test_replay_returns_recorded_points_without_fitting_a_gp():
     ({"large_restarts": 0}, "large_restarts and large_raw_samples must be at least 1"),
     ({"large_n": 0}, "large_n must be an integer >= 1"),
     ({"warp": "log"}, "warp must be one of none, half_rank, got 'log'"),
+    ({"pruned": "keep"}, "pruned must be one of exclude, below_median, got 'keep'"),
 ])
 def test_invalid_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
@@ -191,3 +192,21 @@ def test_a_full_window_holds_at_most_gp_points_values_and_pending_points_and_sea
     pending = [opt.ask() for _ in range(12)]
     assert len(pending) == 12 and max(seen["sizes"]) <= 16  # 8 values + 8 believed pending points
     assert (seen["raw"], seen["restarts"]) == (16, 2)
+
+
+def gp_scores_after_pruning(mode):
+    """Successes 1, 3, 2 (median 2), then a trial pruned at 10 and one pruned at 0.5: the GP's scores."""
+    opt = make_optimizer("bo", LINE, n_init=5, **({} if mode is None else {"pruned": mode}), **FAST)
+    for value in (1.0, 3.0, 2.0):
+        opt.tell(opt.ask().id, value)
+    for value in (10.0, 0.5):
+        opt.tell_pruned(opt.ask().id, value, step=1)
+    return opt._gp_data()[1].tolist()
+
+
+def test_exclude_leaves_pruned_trials_out_of_the_gp():
+    assert gp_scores_after_pruning("exclude") == [1.0, 3.0, 2.0]
+
+
+def test_by_default_the_gp_gets_pruned_trials_at_most_at_the_median_of_the_successes():
+    assert gp_scores_after_pruning(None) == [1.0, 3.0, 2.0, 2.0, 0.5]

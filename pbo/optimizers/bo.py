@@ -51,7 +51,7 @@ from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from scipy.stats import qmc
 
-from pbo.optimizers.base import Optimizer, Proposal, Trial
+from pbo.optimizers.base import Optimizer, Proposal, Trial, TrialState
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
@@ -59,6 +59,9 @@ from pbo.surrogate import KERNELS, WARPS, ModelFittingError, model_failures, one
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
+
+#: What the GP makes of a pruned trial (see `GPBO`).
+PRUNED_MODES = ("exclude", "below_median")
 
 #: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
 MIN_GP_POINTS = 2
@@ -94,7 +97,9 @@ class GPBO(Optimizer):
     more than `large_n` points (successful trials and pending points) the acquisition search starts from at most
     `large_restarts` points chosen among at most `large_raw_samples`. `warp`: the transform of the scores the GP
     is fitted on (a name of pbo.surrogate.WARPS; "half_rank" keeps the better half and spreads the worse half
-    by rank, so a few disastrous scores do not set the model's scale).
+    by rank, so a few disastrous scores do not set the model's scale). `pruned`: "below_median" gives the GP the
+    trials a pruner stopped, at their last score or the successes' median, whichever is lower (see `_gp_data`);
+    "exclude" leaves them out.
     """
 
     name = "bo"
@@ -105,7 +110,7 @@ class GPBO(Optimizer):
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
                  gp_points: int = 512, large_n: int = 256, large_restarts: int = 2,
-                 large_raw_samples: int = 256, warp: str = "half_rank") -> None:
+                 large_raw_samples: int = 256, warp: str = "half_rank", pruned: str = "below_median") -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -133,12 +138,15 @@ class GPBO(Optimizer):
         if warp not in WARPS:
             raise ValueError(f"bo: warp must be one of {', '.join(WARPS)}, got {warp!r}")
         self.warp = WARPS[warp]
+        if pruned not in PRUNED_MODES:
+            raise ValueError(f"bo: pruned must be one of {', '.join(PRUNED_MODES)}, got {pruned!r}")
+        self.pruned_mode = pruned
         self.large_n = large_n
         self.gp_points, self.large_restarts, self.large_raw_samples = gp_points, large_restarts, large_raw_samples
         self.kernel, self.noise, self.noise_floor = kernel, noise, float(noise_floor)
         self.refit_growth = float(refit_growth)
         self.n_fits = 0
-        self._told: list[int] = []  # successful trial ids in tell order: what each scheduled fit sees
+        self._told: list[int] = []  # ids of the GP's data (`_gp_data`) in tell order: what each scheduled fit sees
         self._fit: tuple[int, dict[str, torch.Tensor]] | None = None  # (data size, hyperparameters)
         self.num_restarts, self.raw_samples, self.maxiter = num_restarts, raw_samples, maxiter
         self.mc_samples = mc_samples
@@ -170,18 +178,37 @@ class GPBO(Optimizer):
     def _tell(self, trial: Trial) -> None:
         self._told.append(trial.candidate.id)
 
+    def _tell_pruned(self, trial: Trial) -> None:
+        if self.pruned_mode == "below_median" and trial.score is not None and self._told:  # after a success
+            self._told.append(trial.candidate.id)
+
+    def _gp_data(self, trials: list[Trial] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Unit points and scores the GP is given (in ask order, or in the order of `trials`): the successful
+        trials and, with `pruned: below_median`, the pruned ones that reported, each at its last score or the
+        successes' median, whichever is lower (none before a first success): the pruner stopped them for
+        ranking below their peers, so they count as no better than a typical finished trial, never as final
+        values that could lead the search, while the GP learns where trials go wrong."""
+        if trials is None:
+            trials = [self.trials[cid] for cid in sorted(self._told)]
+        ok = [t.score for t in trials if t.state is TrialState.OK]
+        cap = float(np.median(ok))  # `_told` starts with a success
+        u = np.array([t.candidate.u for t in trials]).reshape(len(trials), self.space.dim)
+        y = np.array([t.score if t.state is TrialState.OK else min(t.score, cap) for t in trials], dtype=float)
+        return u, y
+
     def recommend(self) -> Trial | None:
         """The successful trial with the best posterior mean at its point (the raw best when no GP can be
         fitted): robust to one lucky draw of a noisy objective, the same as best() on a deterministic one."""
-        x, y = self.completed()
-        if len(y) <= MIN_GP_POINTS:
+        u, _ = self.completed()
+        if len(u) <= MIN_GP_POINTS:
             return self.best()
+        x, y = self._gp_data()
         try:
             with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
                 kept = window(y, self.gp_points)
-                model = self._conditioned(x[kept], self.warp(y[kept]), self._hyperparameters(len(y)))
+                model = self._conditioned(x[kept], self.warp(y[kept]), self._hyperparameters(len(self._told)))
                 with torch.no_grad():
-                    mean = model.posterior(torch.as_tensor(x)).mean.reshape(-1).numpy()
+                    mean = model.posterior(torch.as_tensor(u)).mean.reshape(-1).numpy()
         except ModelFittingError:
             return self.best()
         return self.successes()[int(np.argmax(mean))]
@@ -217,8 +244,7 @@ class GPBO(Optimizer):
         from the previous fit's values: near the optimum once the data stop surprising the model."""
         size = self.fit_size(n)
         if self._fit is None or self._fit[0] != size:
-            first = [self.trials[cid] for cid in self._told[:size]]
-            u, y = np.array([t.candidate.u for t in first]), np.array([t.score for t in first])
+            u, y = self._gp_data([self.trials[cid] for cid in self._told[:size]])
             kept = window(y, self.gp_points)
             fitted = self._gp(u[kept], self.warp(y[kept]))
             options = None
@@ -249,8 +275,8 @@ class GPBO(Optimizer):
 
     def _acquisition_maximizers(self, seed: int) -> list[np.ndarray]:
         """Local maximizers of the acquisition, best first (unit points, shape (d,) each)."""
-        x, y = self.completed()
-        n = len(y)
+        x, y = self._gp_data()
+        n = len(self._told)
         kept = window(y, self.gp_points)
         x, y = x[kept], self.warp(y[kept])
         pending = [c.u for c in self.pending()][-self.gp_points:]
