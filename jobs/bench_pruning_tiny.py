@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
                     "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
                     "eval_limit": config["objective_options"]["eval_limit"],
-                    "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners}, "wall_seconds": round(time.perf_counter() - start)}
+                    "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners},
+                    "wall_seconds": round(time.perf_counter() - start)}
         Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,
                                                "runs": runs}, indent=1))
         print(f"wrote {args.json}")

@@ -37,7 +37,8 @@ steps needs no depth limit: `h_max="auto"` stays unlimited while it does. A cent
 approximate is not worth a worker: then, and while the GP has fewer than `min_points` values, asks fall back
 on SOO's parallel rule. `parallel="sweep"` is SOO's rule throughout (see soo.py), with the GP mean as a
 pending child's placeholder. On BBOB with 8 workers (5-D, 2 instances) the upper-bound rule ended ahead on
-33 of 48 runs at 20 x D evaluations and behind on 3 (2-D: 11 and 11): docs/benchmarks.md.
+33 of 48 runs at 20 x D evaluations and behind on 3 (2-D: 11 and 11); `fill_beta` 1 against 2 (3 instances)
+ahead on 24 and 20 of 72 runs, behind on 17 and 8 (5-D, 2-D), the same at 64 workers: docs/benchmarks.md.
 With `pending="believer"` the evaluate/approximate rule also conditions the GP on the points being evaluated.
 
 Example:
@@ -112,7 +113,7 @@ class BaMSOO(SOO):
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
                  expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
-                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 2.0, gp_points: int = 512,
+                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 1.0, gp_points: int = 512,
                  fill_leaves: int = 64, warp: str = "none", split: str = "widest", noise_margin: float = 0.0,
                  surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
