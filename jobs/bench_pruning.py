@@ -156,6 +156,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(path: Path, script: str, argv: list[str] | None, settings: dict[str, Any],
+                  rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
+    """The JSON both early-stopping benchmarks write: the command that made it, its settings, rows and runs."""
+    command = f"python {script} " + shlex.join(argv if argv is not None else sys.argv[1:])
+    path.write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows, "runs": runs},
+                               indent=1))
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", default="random,bamsoo,bo",
@@ -195,16 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(runs, algorithms, pruners)
     print(markdown(rows))
     if args.json:
-        command = "python jobs/bench_pruning.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         settings = {"budget": args.budget, "pruned_budget": args.pruned_budget or args.budget, "workers": args.workers,
                     "seeds": args.seeds, "eval_at": EVAL_AT, "steps": STEPS, "trial_seconds": TRIAL_SECONDS,
                     "pruners": {p: PRUNERS[p] for p in pruners},
                     "example": "python -m pbo.run " + shlex.join(study_args(specs[0], pruners[-1], 0, args.budget,
                                                                             args.workers, Path("run.h5"))),
                     "wall_seconds": round(time.perf_counter() - start, 1)}
-        Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,
-                                               "runs": runs}, indent=1))
-        print(f"wrote {args.json}")
+        write_results(Path(args.json), "jobs/bench_pruning.py", argv, settings, rows, runs)
     return 0
 
 

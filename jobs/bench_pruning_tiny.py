@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,12 +43,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobs.bench_pruning import DOOMED_MARGIN, EARLY, write_results  # noqa: E402
 from pbo.log import read  # noqa: E402
 
 STUDY = ROOT / "pbo" / "studies" / "tiny_llm.yaml"
 CHANCE = 0.25  # four endings per HellaSwag-format item
-DOOMED_MARGIN = 0.05
-EARLY = 0.25
 #: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options).
 #: asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third kept; asha_eta4: one rung, at 19 (the
 #: next, 76, is past the last report), the top quarter kept.
@@ -159,15 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(runs, pruners)
     print(markdown(rows))
     if args.json:
-        command = "python jobs/bench_pruning_tiny.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
                     "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
                     "eval_limit": config["objective_options"]["eval_limit"],
                     "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners},
                     "wall_seconds": round(time.perf_counter() - start)}
-        Path(args.json).write_text(json.dumps({"command": command.strip(), "settings": settings, "rows": rows,
-                                               "runs": runs}, indent=1))
-        print(f"wrote {args.json}")
+        write_results(Path(args.json), "jobs/bench_pruning_tiny.py", argv, settings, rows, runs)
     return 0
 
 
