@@ -10,7 +10,8 @@ landscape's noise and the durations, so the three pruners of a seed see the same
 Per run (from its log, read back with pbo.log.read):
   - best: the best final score (status ok) and its true (noise-free) accuracy;
   - GPU-h to best: GPU-hours (one GPU per worker, the baseline included) spent until the run's best final score
-    first reaches the same algorithm and seed's unpruned best ("-": never);
+    first reaches the same algorithm and seed's unpruned best ("-": never), or with `--reference LABEL` that
+    algorithm's unpruned best (e.g. mfbamsoo against bamsoo);
   - GPU-h: all GPU-hours of the run; hours: its wall-clock length;
   - training: the training spent, in trials' worth (a trial run to its end counts 1, a pruned one the fraction
     of its steps it reached; the unpruned run spends the budget);
@@ -24,6 +25,8 @@ Commands (from the repository root; a few minutes on one core):
     nice -n 10 python jobs/bench_pruning.py --json     # docs/benchmarks.md "Early stopping": jobs/results/pruning.json
     nice -n 10 python jobs/bench_pruning.py --pruned-budget 120 --json jobs/results/pruning_120.json   # ~equal GPU-h
     python jobs/bench_pruning.py --seeds 1 --algorithms random --budget 20   # a quick look
+    nice -n 10 python jobs/bench_pruning.py --algorithms bamsoo,mfbamsoo --reference bamsoo --json \
+        jobs/results/pruning_mf.json                   # multi-fidelity BaMSOO beside BaMSOO with and without ASHA
 
 JSON layout: {"command", "settings", "rows": [one per algorithm x pruner], "runs": [{algorithm, pruner, seed, trials,
 best, best_true, gpu_hours_to_best, gpu_hours, hours, training, doomed, doomed_stopped, statuses}]}.
@@ -61,13 +64,15 @@ PRUNERS: dict[str, dict[str, Any]] = {
     "median": {"warmup_trials": 4},
 }
 TRIAL_SECONDS = 43 * 60
+PEAK = LLMLandscape.peak  # the reference study's optimum
 DOOMED_MARGIN = 0.05  # "below chance + 0.05"
 EARLY = 0.25  # "stopped by a quarter of its steps"
 
 
-def study_args(spec: Spec, pruner: str, seed: int, budget: int, workers: int, out: Path) -> list[str]:
+def study_args(spec: Spec, pruner: str, seed: int, budget: int, workers: int, out: Path,
+               peak: float = PEAK) -> list[str]:
     """The `python -m pbo.run` arguments of one run."""
-    options = {"eval_at": EVAL_AT, "steps": STEPS, "seed": seed}
+    options = {"eval_at": EVAL_AT, "steps": STEPS, "seed": seed, **({} if peak == PEAK else {"peak": peak})}
     args = ["--objective", "llm_landscape", "--objective-options", json.dumps(options), "--algorithm", spec.name,
             "--budget", str(budget), "--seed", str(seed), "--simulate", str(workers),
             "--cost", json.dumps({"kind": "lognormal", "mean": TRIAL_SECONDS, "sigma": 0.1, "seed": seed}),
@@ -79,13 +84,14 @@ def study_args(spec: Spec, pruner: str, seed: int, budget: int, workers: int, ou
     return args
 
 
-def run_study(spec: Spec, pruner: str, seed: int, budget: int, workers: int, folder: Path) -> Any:
+def run_study(spec: Spec, pruner: str, seed: int, budget: int, workers: int, folder: Path,
+              peak: float = PEAK) -> Any:
     """Run one simulated study in this process and read its log back."""
     from pbo.run import main as pbo_main
 
     out = folder / f"{spec.label}-{pruner}-s{seed}.h5"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
-        code = pbo_main(study_args(spec, pruner, seed, budget, workers, out))
+        code = pbo_main(study_args(spec, pruner, seed, budget, workers, out, peak))
     if code != 0:
         raise RuntimeError(f"{out.name}: pbo.run exited {code}: {err.getvalue().strip()[-500:]}")
     return read(out)
@@ -97,9 +103,9 @@ def busy_hours_until(data: Any, t: float) -> float:
     return float(np.clip(np.minimum(end, t) - start, 0, None).sum() / 3600)
 
 
-def run_metrics(data: Any, seed: int, target: float | None) -> dict[str, Any]:
+def run_metrics(data: Any, seed: int, target: float | None, peak: float = PEAK) -> dict[str, Any]:
     """What one run achieved and spent (see the module docstring); `target` is the unpruned run's best."""
-    land = LLMLandscape(seed=seed)
+    land = LLMLandscape(seed=seed, peak=peak)
     trials = data.trials
     real = trials["trial_id"] != 0
     status = trials["status"]
@@ -174,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=50)
     parser.add_argument("--pruned-budget", type=int, help="trials of the pruned runs (default: --budget)")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--peak", type=float, default=PEAK,
+                        help="log10 of the landscape's best effective step (its optimum's place; default the reference's)")
+    parser.add_argument("--reference", metavar="LABEL",
+                        help="measure GPU-h to best against this algorithm's unpruned best (same seed) instead of "
+                             "each algorithm's own: e.g. bamsoo, to compare mfbamsoo with it")
     parser.add_argument("--json", nargs="?", const=str(ROOT / "jobs" / "results" / "pruning.json"),
                         help="write the results (default path jobs/results/pruning.json)")
     args = parser.parse_args(argv)
@@ -184,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     algorithms, pruners = [spec.label for spec in specs], args.pruners.split(",")
     if pruners[0] != "none" or not set(pruners) <= set(PRUNERS):
         parser.error(f"--pruners: give none first, then any of {', '.join(PRUNERS)}")
+    if args.reference is not None:
+        if args.reference not in algorithms:
+            parser.error(f"--reference: {args.reference!r} is not one of --algorithms ({', '.join(algorithms)})")
+        specs.sort(key=lambda spec: spec.label != args.reference)  # its unpruned bests first
+    references: dict[int, float] = {}
     warnings.simplefilter("ignore")  # BoTorch's numerical warnings on small designs
     runs, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -193,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                 target = None
                 for pruner in pruners:
                     budget = args.budget if pruner == "none" else args.pruned_budget or args.budget
-                    data = run_study(spec, pruner, seed, budget, args.workers, Path(folder))
-                    metrics = run_metrics(data, seed, target)
+                    data = run_study(spec, pruner, seed, budget, args.workers, Path(folder), args.peak)
+                    metrics = run_metrics(data, seed, target, args.peak)
                     if pruner == "none":
-                        target = metrics["best"]
-                        metrics = run_metrics(data, seed, target)
+                        if algorithm == args.reference:
+                            references[seed] = metrics["best"]
+                        target = references.get(seed, metrics["best"])
+                        metrics = run_metrics(data, seed, target, args.peak)
                     runs.append({"algorithm": algorithm, "pruner": pruner, "seed": seed, "trials": budget, **metrics})
                     print(f"  {algorithm} {pruner} seed {seed}: best {metrics['best']:.4f}, "
                           f"{metrics['gpu_hours']:.1f} GPU-h, {metrics['statuses']}", file=sys.stderr, flush=True)
@@ -205,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     if args.json:
         settings = {"budget": args.budget, "pruned_budget": args.pruned_budget or args.budget, "workers": args.workers,
+                    "reference": args.reference, "peak": args.peak,
                     "seeds": args.seeds, "eval_at": EVAL_AT, "steps": STEPS, "trial_seconds": TRIAL_SECONDS,
                     "pruners": {p: PRUNERS[p] for p in pruners},
                     "example": "python -m pbo.run " + shlex.join(study_args(specs[0], pruners[-1], 0, args.budget,
-                                                                            args.workers, Path("run.h5"))),
+                                                                            args.workers, Path("run.h5"), args.peak)),
                     "wall_seconds": round(time.perf_counter() - start, 1)}
         write_results(Path(args.json), "jobs/bench_pruning.py", argv, settings, rows, runs)
     return 0

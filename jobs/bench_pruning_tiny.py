@@ -19,10 +19,11 @@ training steps, and doomed trials stopped before a quarter of their steps.
 
 Commands (from the repository root; each run is 30 trials of 15-40 s on one core):
     nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,asha,asha_eta4 --workers 2 --json
+    nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,mfbamsoo --workers 2 --json jobs/results/pruning_tiny_mf.json
     python jobs/bench_pruning_tiny.py --seeds 1 --budget 6  # a quick look (a few minutes)
 The first writes jobs/results/pruning_tiny.json (3 seeds, bamsoo, 2 workers sharing 2 cores).
 
-JSON layout: {"command", "settings", "rows": [one per pruner], "runs": [{pruner, seed, best, steps, trials,
+JSON layout: {"command", "settings", "rows": [one per pruner setting], "runs": [{pruner, seed, best, steps, trials,
 statuses, doomed, doomed_tried, doomed_stopped, wall_seconds}]}.
 """
 
@@ -48,19 +49,22 @@ from pbo.log import read  # noqa: E402
 
 STUDY = ROOT / "pbo" / "studies" / "tiny_llm.yaml"
 CHANCE = 0.25  # four endings per HellaSwag-format item
-#: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options).
-#: asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third kept; asha_eta4: one rung, at 19 (the
-#: next, 76, is past the last report), the top quarter kept.
-PRUNERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "none": ("none", {}), "asha": ("asha", {"eta": 3, "min_resource": 19}),
-    "asha_eta4": ("asha", {"eta": 4, "min_resource": 19}), "median": ("median", {"warmup_trials": 4})}
+#: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options,
+#: algorithm or None for --algorithm's). asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third
+#: kept; asha_eta4: one rung, at 19 (the next, 76, is past the last report), the top quarter kept; mfbamsoo: no
+#: pruner, the multi-fidelity BaMSOO (shallow cells stopped at the 1/8 report) in place of the study's algorithm.
+PRUNERS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "none": ("none", {}, None), "asha": ("asha", {"eta": 3, "min_resource": 19}, None),
+    "asha_eta4": ("asha", {"eta": 4, "min_resource": 19}, None), "median": ("median", {"warmup_trials": 4}, None),
+    "mfbamsoo": ("none", {}, "mfbamsoo")}
 
 
 def run_study(config: dict[str, Any], pruner: str, seed: int, workers: int, folder: Path) -> tuple[Any, float]:
     """One study in a subprocess; its log read back and its wall-clock seconds."""
+    name, options, algorithm = PRUNERS[pruner]
     study = {**config, "seed": seed, "objective_options": {**config["objective_options"], "seed": seed},
-             "pruner": PRUNERS[pruner][0], "pruner_options": PRUNERS[pruner][1], "progress": False,
-             "workers": workers}
+             "pruner": name, "pruner_options": options, "progress": False, "workers": workers,
+             "algorithm": algorithm or config["algorithm"]}
     path = folder / f"{pruner}-s{seed}.yaml"
     path.write_text(yaml.safe_dump(study))
     out = folder / f"{pruner}-s{seed}.h5"
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
                     "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
                     "eval_limit": config["objective_options"]["eval_limit"],
-                    "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners},
+                    "workers": args.workers, "pruners": {p: PRUNERS[p][:2] for p in pruners},
                     "wall_seconds": round(time.perf_counter() - start)}
         write_results(Path(args.json), "jobs/bench_pruning_tiny.py", argv, settings, rows, runs)
     return 0

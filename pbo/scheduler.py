@@ -8,7 +8,9 @@ and the simulated cluster.
 Asking ahead, the optimizer on a thread of its own: see `pbo.asker`.
 
 Intermediate reports of running trials come through the same wait: each is recorded, judged by the pruner
-(`pbo.pruners`) and answered at once (go on or stop), before the next result is looked at.
+(`pbo.pruners`) and answered at once (go on or stop), before the next result is looked at. A candidate whose
+`meta` names a `fidelity` (a fraction of the full trial: a multi-fidelity optimizer's low-fidelity evaluation)
+is stopped at its first report at or past that fidelity, and comes back `pruned` with that report's value.
 """
 
 from __future__ import annotations
@@ -89,8 +91,8 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     `max_failures` trials failed, or when `should_stop()` turns true (a signal); work still in flight is then
     abandoned, never told.
 
-    A report of a running trial is recorded, given to `pruner` (if any) and answered; a trial told to stop is
-    not judged again, and comes back as `pruned`.
+    A report of a running trial is recorded, given to `pruner` (if any) and answered; a trial told to stop (by
+    the pruner, or at its candidate's target `fidelity`) is not judged again, and comes back as `pruned`.
     """
     summary = RunSummary(len(backend.workers))
     idle: deque[int] = deque(backend.workers)
@@ -119,8 +121,10 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
             summary.reports += 1
             if recorder is not None:
                 recorder.record_report(report)
-            if pruner is not None and in_flight[report.trial_id][0] is not None and pruner.should_stop(
-                    report.trial_id, report.step, report.value):
+            candidate = in_flight[report.trial_id][0]
+            if candidate is not None and (
+                    (pruner is not None and pruner.should_stop(report.trial_id, report.step, report.value))
+                    or report.fidelity >= candidate.meta.get("fidelity", math.inf)):
                 stopping.add(report.trial_id)
                 go_on = False
         backend.answer(report, go_on)

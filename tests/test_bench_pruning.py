@@ -41,3 +41,19 @@ def test_pruners_must_start_with_none(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--pruners", "asha,none"])
     assert "give none first" in capsys.readouterr().err
+
+
+def test_a_reference_algorithm_sets_the_best_every_other_one_is_timed_to(bench, tmp_path):
+    out = tmp_path / "reference.json"
+    assert bench.main(["--algorithms", "random,lhs", "--reference", "lhs", "--pruners", "none", "--seeds", "1",
+                       "--budget", "8", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    runs = {r["algorithm"]: r for r in result["runs"]}
+    assert result["settings"]["reference"] == "lhs" and runs["lhs"]["gpu_hours_to_best"] is not None
+    assert (runs["random"]["gpu_hours_to_best"] is not None) == (runs["random"]["best"] >= runs["lhs"]["best"])
+
+
+def test_an_unknown_reference_is_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--algorithms", "random", "--reference", "bamsoo"])
+    assert "--reference: 'bamsoo' is not one of --algorithms (random)" in capsys.readouterr().err

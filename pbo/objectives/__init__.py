@@ -54,10 +54,10 @@ def _landscape(options: Mapping[str, Any]) -> Objective:
     from pbo.objectives.landscape import NAMES, SPACE, LLMLandscape, ReportingLandscape
 
     curve_options = ("eval_at", "eval_limit", "steps")
-    unknown = sorted(set(options) - {"items", "seed", "noise", *curve_options})
+    unknown = sorted(set(options) - {"items", "seed", "noise", "peak", *curve_options})
     if unknown:
         raise ObjectiveError(f"objective 'llm_landscape' has no option(s) {unknown} "
-                             f"(it takes items, seed, noise, {', '.join(curve_options)})")
+                             f"(it takes items, seed, noise, peak, {', '.join(curve_options)})")
     options = dict(options)
     curve = {name: options.pop(name) for name in curve_options if name in options}
     try:

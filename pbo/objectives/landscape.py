@@ -18,7 +18,8 @@ z = log10(learning_rate * s):
 where ramp(x; lo, hi) is 0 below lo, 1 above hi and smoothstep (3t^2 - 2t^3) between. So:
   - effective steps below 10^-6.5 change nothing: the score is the base model's, exactly, at any alpha/rank
     (a LoRA adapter starts as a no-op); up to about 10^-5 the change stays under 0.001;
-  - the gain peaks at an effective step of 10^-3.5 and is a Gaussian in log10 of width 0.55 decades, the
+  - the gain peaks at an effective step of 10^-3.5 (option `peak`, to move the optimum off any grid a method
+    may favour) and is a Gaussian in log10 of width 0.55 decades, the
     shape of the tiny study's table (docs/llm.md); learning rate and alpha/rank trade off along that ridge;
   - the model is destroyed (D -> 1: chance) by too large a step (0.4 to 0.9 decades above the peak) and, once
     it trains at all, by alpha/rank >= 1.2, as in the reference study;
@@ -62,7 +63,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -100,11 +101,16 @@ class LLMLandscape:
     peak: float = -3.5  # log10 of the best effective step, learning_rate * alpha / rank
     width: float = 0.55  # of the gain's Gaussian, in decades of effective step
     collapse_ratio: float = 1.2  # alpha / rank from which a training adapter collapses the model
-    best_point: dict[str, Any] = field(default_factory=lambda: {
-        "lora_rank": 16, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 10 ** -3.5,
-        "weight_decay": 1e-3})
+
+    @property
+    def best_point(self) -> dict[str, Any]:
+        """Where the maximum is: alpha/rank 1 at rank 16, the learning rate at the peak's effective step."""
+        return {"lora_rank": 16, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 10 ** self.peak,
+                "weight_decay": 1e-3}
 
     def __post_init__(self) -> None:
+        if not -5.0 <= self.peak <= -2.0:
+            raise ValueError(f"peak (log10 of the best effective step) must lie in [-5, -2], got {self.peak!r}")
         if isinstance(self.items, bool) or not isinstance(self.items, int) or self.items < 2:
             raise ValueError(f"items must be an integer >= 2, got {self.items!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):

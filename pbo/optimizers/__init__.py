@@ -12,6 +12,7 @@ from pbo.space import Space
 ALGORITHMS = {
     "soo": "pbo.optimizers.soo:SOO",
     "bamsoo": "pbo.optimizers.bamsoo:BaMSOO",
+    "mfbamsoo": "pbo.optimizers.mfbamsoo:MFBaMSOO",
     "bo": "pbo.optimizers.bo:GPBO",
     "lhs": "pbo.optimizers.lhs:LatinHypercube",
     "random": "pbo.optimizers.random:RandomSearch",
@@ -32,9 +33,20 @@ def make_optimizer(name: str, space: Space, *, seed: int = 0, minimize: bool = F
                    budget: int | None = None, **options: Any) -> Optimizer:
     """Build an optimizer; `options` are the algorithm's own keyword arguments (unknown ones are an error)."""
     cls = optimizer_class(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "space"}
+    accepted = _options(cls)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(f"algorithm {name!r} has no option(s) {unknown} "
                          f"(it takes {sorted(accepted - {'seed', 'minimize', 'budget'})})")
     return cls(space, seed=seed, minimize=minimize, budget=budget, **options)
+
+
+def _options(cls: type[Optimizer]) -> set[str]:
+    """The keyword arguments `cls` takes, those it passes on to its base class (`**options`) included."""
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        parameters = inspect.signature(klass.__init__).parameters
+        accepted |= {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return accepted

@@ -301,9 +301,13 @@ class GPBO(Optimizer):
                                   min(self.raw_samples, self.large_raw_samples) if large else self.raw_samples,
                                   min(self.num_restarts, self.large_restarts) if large else self.num_restarts)
             bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
-            points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=len(starts),
-                                           batch_initial_conditions=starts, options={"maxiter": self.maxiter},
-                                           return_best_only=False)
+            with warnings.catch_warnings():
+                # L-BFGS-B ending on a failed line search ("ABNORMAL") still returns its best point; BoTorch
+                # warns of it, several times per ask once the GP holds hundreds of points.
+                warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
+                points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=len(starts),
+                                               batch_initial_conditions=starts, options={"maxiter": self.maxiter},
+                                               return_best_only=False)
         order = torch.argsort(values.reshape(-1), descending=True)
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
 
