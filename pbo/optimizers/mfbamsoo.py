@@ -1,6 +1,6 @@
 """Multi-fidelity BaMSOO: shallow cells evaluated at low fidelity, deep cells at full fidelity.
 
-Why: in an LLM study a trial that collapses the model or trains nothing shows it within its first eighth of
+Why: in an LLM study a trial that collapses the model or trains nothing shows it within its first quarter of
 training, so a tree that explores the large shallow cells on short trials and spends full trials only on the
 small cells it reaches by refining the best ones spends a fraction of the compute on the doomed regions
 (multi-fidelity tree search: MFPDOO, Sen, Kandasamy and Shakkottai, AISTATS 2019; MF-HOO, MF-SOO).
@@ -23,8 +23,9 @@ must be even): with odd k the middle child keeps its parent's centre and value, 
 would be a lower fidelity's value among full-fidelity siblings, and a point is never evaluated twice.
 
 Options: BaMSOO's, `k` (even, default 2), `fidelities` (increasing fractions in (0, 1], ending with 1;
-default [0.125, 1]) and `band` (depths per fidelity; default the number of variables, so every side has been
-halved once before trials run in full). Figures: docs/benchmarks.md, "Early stopping".
+default [0.25, 1]: on the tiny LLM study an eighth of the training still ranks a collapsing configuration above a
+good one, a quarter no longer does) and `band` (depths per fidelity; default the number of variables, so every
+side has been halved once before trials run in full). Figures: docs/benchmarks.md, "Early stopping".
 
 Example:
     >>> from pbo.space import Space
@@ -53,7 +54,7 @@ class MFBaMSOO(BaMSOO):
 
     name = "mfbamsoo"
 
-    def __init__(self, space: Space, *, k: int = 2, fidelities: Sequence[float] = (0.125, 1.0),
+    def __init__(self, space: Space, *, k: int = 2, fidelities: Sequence[float] = (0.25, 1.0),
                  band: int | None = None, **options: Any) -> None:
         if int(k) != k or k < 2 or k % 2:
             raise ValueError(f"{self.name}: k must be an even integer >= 2 (a middle child would keep a lower "
