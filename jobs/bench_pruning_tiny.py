@@ -19,7 +19,8 @@ training steps, and doomed trials stopped before a quarter of their steps.
 
 Commands (from the repository root; each run is 30 trials of 15-40 s on one core):
     nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,asha,asha_eta4 --workers 2 --json
-    nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,mfbamsoo --workers 2 --json jobs/results/pruning_tiny_mf.json
+    nice -n 10 python jobs/bench_pruning_tiny.py --pruners none,mfbamsoo --workers 2 --unpruned-from \
+        jobs/results/pruning_tiny.json --json jobs/results/pruning_tiny_mf.json   # its unpruned runs reused
     python jobs/bench_pruning_tiny.py --seeds 1 --budget 6  # a quick look (a few minutes)
 The first writes jobs/results/pruning_tiny.json (3 seeds, bamsoo, 2 workers sharing 2 cores).
 
@@ -100,6 +101,18 @@ def run_metrics(data: Any, max_steps: int, unpruned: dict[str, float] | None) ->
     return metrics
 
 
+def unpruned_runs(path: Path, config: dict[str, Any], workers: int) -> dict[int, dict[str, Any]]:
+    """The unpruned runs of an earlier results file, by seed, if it ran the same study; else a one-line error."""
+    earlier = json.loads(path.read_text())
+    settings, options = earlier["settings"], config["objective_options"]
+    same = {"algorithm": config["algorithm"], "budget": config["budget"], "max_steps": int(options["max_steps"]),
+            "eval_at": options["eval_at"], "eval_limit": options["eval_limit"], "workers": workers}
+    differ = sorted(key for key, value in same.items() if settings.get(key) != value)
+    if differ:
+        raise SystemExit(f"bench_pruning_tiny: error: --unpruned-from {path}: a different study ({', '.join(differ)})")
+    return {run["seed"]: run for run in earlier["runs"] if run["pruner"] == "none"}
+
+
 def summarize(runs: list[dict[str, Any]], pruners: list[str]) -> list[dict[str, Any]]:
     rows = []
     for pruner in pruners:
@@ -134,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=None, help="trials per run (default: the study's, 30)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (one core each)")
     parser.add_argument("--keep", type=Path, help="keep the runs' logs and configs in this folder")
+    parser.add_argument("--unpruned-from", type=Path, metavar="JSON",
+                        help="take the unpruned runs from this earlier results file (same algorithm, budget, "
+                             "steps, reports and workers) instead of running them again")
     parser.add_argument("--json", nargs="?", const=str(ROOT / "jobs" / "results" / "pruning_tiny.json"),
                         help="write the results (default path jobs/results/pruning_tiny.json)")
     args = parser.parse_args(argv)
@@ -143,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     config = yaml.safe_load(STUDY.read_text())
     config.update({k: v for k, v in (("algorithm", args.algorithm), ("budget", args.budget)) if v is not None})
     max_steps = int(config["objective_options"]["max_steps"])
+    earlier = unpruned_runs(args.unpruned_from, config, args.workers) if args.unpruned_from else {}
+    missing = sorted(set(range(args.seeds)) - set(earlier))
+    if args.unpruned_from and missing:
+        parser.error(f"--unpruned-from: {args.unpruned_from} has no unpruned run for seed(s) {missing}")
     runs, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
@@ -150,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             unpruned = None
             for pruner in pruners:
+                if pruner == "none" and seed in earlier:
+                    runs.append(earlier[seed])
+                    unpruned = earlier[seed]["finals"]
+                    continue
                 data, seconds = run_study(config, pruner, seed, args.workers, folder)
                 metrics = run_metrics(data, max_steps, unpruned)
                 if pruner == "none":

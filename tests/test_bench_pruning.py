@@ -57,3 +57,18 @@ def test_an_unknown_reference_is_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--algorithms", "random", "--reference", "bamsoo"])
     assert "--reference: 'bamsoo' is not one of --algorithms (random)" in capsys.readouterr().err
+
+
+def test_the_tiny_study_reuses_unpruned_runs_only_from_the_same_study(tmp_path, capsys):
+    from jobs import bench_pruning_tiny as tiny
+
+    settings = {"algorithm": "bamsoo", "budget": 30, "max_steps": 150, "eval_at": [0.125, 0.25, 0.5],
+                "eval_limit": 60, "workers": 2}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"settings": {**settings, "budget": 20}, "runs": []}))
+    with pytest.raises(SystemExit, match="a different study \\(budget\\)"):
+        tiny.main(["--pruners", "none,asha", "--workers", "2", "--unpruned-from", str(earlier)])
+    earlier.write_text(json.dumps({"settings": settings, "runs": [{"pruner": "none", "seed": 0, "finals": {}}]}))
+    with pytest.raises(SystemExit):
+        tiny.main(["--pruners", "none,asha", "--workers", "2", "--seeds", "2", "--unpruned-from", str(earlier)])
+    assert "has no unpruned run for seed(s) [1]" in capsys.readouterr().err

@@ -30,6 +30,7 @@ def test_a_cell_gets_the_fidelity_of_its_depth_band():
     ({"fidelities": [0.5, 0.25, 1]}, "increasing"),
     ({"fidelities": [0, 1]}, "in (0, 1]"),
     ({"band": 0}, "band must be an integer >= 1"),
+    ({"low_share": 0}, "low_share must lie in"),
 ])
 def test_bad_settings_are_refused_with_one_line(options, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -104,3 +105,16 @@ def test_a_resumed_study_issues_its_interrupted_low_fidelity_trials_with_their_f
     assert [(c.id, c.meta.get("fidelity")) for c in redo] == [(c.id, c.meta.get("fidelity")) for c in before.pending()]
     for name, column in before.tree_table().items():
         np.testing.assert_array_equal(after.tree_table()[name], column, err_msg=name)
+
+
+def test_a_budget_keeps_half_of_it_for_full_trials_however_deep_the_low_band():
+    opt = make_optimizer("mfbamsoo", PLANE, budget=10, band=50)  # the full band is out of reach of 10 trials
+    asked = []
+    for _ in range(10):
+        cand = opt.ask()
+        asked.append(cand.meta.get("fidelity"))
+        if "fidelity" in cand.meta:
+            opt.tell_pruned(cand.id, -cand.u.sum(), step=1)
+        else:
+            opt.tell(cand.id, -cand.u.sum())
+    assert asked == [0.25] * 5 + [None] * 5 and opt.best() is not None

@@ -22,10 +22,16 @@ full-fidelity value; children of lower fidelity are always evaluated (they are c
 must be even): with odd k the middle child keeps its parent's centre and value, which at a band's first depth
 would be a lower fidelity's value among full-fidelity siblings, and a point is never evaluated twice.
 
+A budget caps the low-fidelity trials at `low_share` of it (default half): past that, every new cell runs in
+full whatever its depth, so a study too short to reach the full-fidelity band still ends with full trials to
+recommend (a low-fidelity value in a depth that then holds full ones ranks as a pruned cell's does: below, as a
+pessimistic estimate).
+
 Options: BaMSOO's, `k` (even, default 2), `fidelities` (increasing fractions in (0, 1], ending with 1;
 default [0.25, 1]: on the tiny LLM study an eighth of the training still ranks a collapsing configuration above a
 good one, a quarter no longer does) and `band` (depths per fidelity; default the number of variables, so every
-side has been halved once before trials run in full). Figures: docs/benchmarks.md, "Early stopping".
+side has been halved once before trials run in full) and `low_share` (above). Figures: docs/benchmarks.md,
+"Early stopping".
 
 Example:
     >>> from pbo.space import Space
@@ -55,7 +61,7 @@ class MFBaMSOO(BaMSOO):
     name = "mfbamsoo"
 
     def __init__(self, space: Space, *, k: int = 2, fidelities: Sequence[float] = (0.25, 1.0),
-                 band: int | None = None, **options: Any) -> None:
+                 band: int | None = None, low_share: float = 0.5, **options: Any) -> None:
         if int(k) != k or k < 2 or k % 2:
             raise ValueError(f"{self.name}: k must be an even integer >= 2 (a middle child would keep a lower "
                              f"fidelity's value), got {k!r}")
@@ -67,22 +73,32 @@ class MFBaMSOO(BaMSOO):
         band = space.dim if band is None else band
         if isinstance(band, bool) or not isinstance(band, int) or band < 1:
             raise ValueError(f"{self.name}: band must be an integer >= 1, got {band!r}")
+        if not 0 < low_share <= 1:
+            raise ValueError(f"{self.name}: low_share must lie in (0, 1], got {low_share!r}")
         super().__init__(space, k=k, **options)
-        self.fidelities, self.band = fidelities, band
+        self.fidelities, self.band, self.low_share = fidelities, band, float(low_share)
+        self.n_low = 0  # cells proposed below full fidelity
 
     def fidelity(self, depth: int) -> float:
         """The fraction of a full trial a cell at `depth` is evaluated with."""
         return self.fidelities[min(depth // self.band, len(self.fidelities) - 1)]
 
+    def _fidelity_now(self, node: Node) -> float:
+        """The fidelity a new cell gets: its depth's, or 1 once the low-fidelity trials used their share."""
+        capped = self.budget is not None and self.n_low >= self.low_share * self.budget
+        return 1.0 if capped else self.fidelity(node.depth)
+
     def _proposal(self, node: Node) -> Proposal:
+        fidelity = self._fidelity_now(node)
         proposal = super()._proposal(node)
-        if self.fidelity(node.depth) < 1:
-            proposal.meta["fidelity"] = self.fidelity(node.depth)
+        if fidelity < 1:
+            proposal.meta["fidelity"] = fidelity
+            self.n_low += 1
         return proposal
 
     def _judge(self, node: Node) -> tuple[bool, float | None]:
         """A child below full fidelity is always evaluated: the GP knows full-fidelity values only."""
-        if self.fidelity(node.depth) < 1:
+        if self._fidelity_now(node) < 1:
             return True, None
         return super()._judge(node)
 
