@@ -53,11 +53,12 @@ CHANCE = 0.25  # four endings per HellaSwag-format item
 #: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options,
 #: algorithm or None for --algorithm's). asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third
 #: kept; asha_eta4: one rung, at 19 (the next, 76, is past the last report), the top quarter kept; mfbamsoo: no
-#: pruner, the multi-fidelity BaMSOO (shallow cells stopped at the 1/8 report) in place of the study's algorithm.
+#: pruner, the multi-fidelity BaMSOO (shallow cells stopped at the 1/4 report) in place of the study's algorithm;
+#: mfbamsoo_asha: that with asha.
 PRUNERS: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "none": ("none", {}, None), "asha": ("asha", {"eta": 3, "min_resource": 19}, None),
     "asha_eta4": ("asha", {"eta": 4, "min_resource": 19}, None), "median": ("median", {"warmup_trials": 4}, None),
-    "mfbamsoo": ("none", {}, "mfbamsoo")}
+    "mfbamsoo": ("none", {}, "mfbamsoo"), "mfbamsoo_asha": ("asha", {"eta": 3, "min_resource": 19}, "mfbamsoo")}
 
 
 def run_study(config: dict[str, Any], pruner: str, seed: int, workers: int, folder: Path) -> tuple[Any, float]:

@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -225,7 +226,7 @@ def main() -> None:
                     [[r["tree_write"], f"{r['trials_ms']:.2f}", f"{r['tree_ms']:.2f}",
                       f"{r['trials_ms_last_tenth']:.2f}", f"{r['tree_ms_last_tenth']:.2f}"] for r in out["log_cost"]]))
         if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=1))
+            write_json(Path(args.json), out)
         return
     algorithms = args.algorithms.split(",")
     real_workers = [int(w) for w in (args.real_workers or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
@@ -305,7 +306,12 @@ def main() -> None:
                      "steady utilization", "hours to budget", "regret", "regret, 1 worker, same budget",
                      "ask+tell p99 ms"], rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        write_json(Path(args.json), out)
+
+
+def write_json(path: Path, out: dict) -> None:
+    """Every number, with the command that produced them."""
+    path.write_text(json.dumps({"command": "python jobs/bench_runtime.py " + shlex.join(sys.argv[1:]), **out}, indent=1))
 
 
 if __name__ == "__main__":
