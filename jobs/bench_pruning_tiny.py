@@ -50,23 +50,27 @@ from pbo.log import read  # noqa: E402
 
 STUDY = ROOT / "pbo" / "studies" / "tiny_llm.yaml"
 CHANCE = 0.25  # four endings per HellaSwag-format item
-#: Named pruner settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, options,
-#: algorithm or None for --algorithm's). asha: rungs at 19 and 57 (judged at the 19 and 75 reports), the top third
-#: kept; asha_eta4: one rung, at 19 (the next, 76, is past the last report), the top quarter kept; mfbamsoo: no
-#: pruner, the multi-fidelity BaMSOO (shallow cells stopped at the 1/4 report) in place of the study's algorithm;
-#: mfbamsoo_asha: that with asha.
-PRUNERS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+#: Named settings on the study's reports (max_steps 150, reports at steps 19, 38 and 75): (pruner, its options,
+#: (algorithm, its options) or None for --algorithm's). asha: rungs at 19 and 57 (judged at the 19 and 75
+#: reports), the top third kept; asha_eta4: one rung, at 19 (the next, 76, is past the last report), the top
+#: quarter kept; mfbamsoo: no pruner, the multi-fidelity BaMSOO (shallow cells stopped at the 1/4 report) in place
+#: of the study's algorithm; mfbamsoo_asha: that with asha; mfbamsoo_short: 70% of the trials short (`low_share:
+#: 0.7`, 21 of 30), what half the training takes.
+MF = ("mfbamsoo", {})
+PRUNERS: dict[str, tuple[str, dict[str, Any], tuple[str, dict[str, Any]] | None]] = {
     "none": ("none", {}, None), "asha": ("asha", {"eta": 3, "min_resource": 19}, None),
     "asha_eta4": ("asha", {"eta": 4, "min_resource": 19}, None), "median": ("median", {"warmup_trials": 4}, None),
-    "mfbamsoo": ("none", {}, "mfbamsoo"), "mfbamsoo_asha": ("asha", {"eta": 3, "min_resource": 19}, "mfbamsoo")}
+    "mfbamsoo": ("none", {}, MF), "mfbamsoo_asha": ("asha", {"eta": 3, "min_resource": 19}, MF),
+    "mfbamsoo_short": ("none", {}, ("mfbamsoo", {"low_share": 0.7}))}
 
 
 def run_study(config: dict[str, Any], pruner: str, seed: int, workers: int, folder: Path) -> tuple[Any, float]:
     """One study in a subprocess; its log read back and its wall-clock seconds."""
     name, options, algorithm = PRUNERS[pruner]
     study = {**config, "seed": seed, "objective_options": {**config["objective_options"], "seed": seed},
-             "pruner": name, "pruner_options": options, "progress": False, "workers": workers,
-             "algorithm": algorithm or config["algorithm"]}
+             "pruner": name, "pruner_options": options, "progress": False, "workers": workers}
+    if algorithm is not None:
+        study["algorithm"], study["optimizer"] = algorithm
     path = folder / f"{pruner}-s{seed}.yaml"
     path.write_text(yaml.safe_dump(study))
     out = folder / f"{pruner}-s{seed}.h5"
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"algorithm": config["algorithm"], "budget": config["budget"], "seeds": args.seeds,
                     "max_steps": max_steps, "eval_at": config["objective_options"]["eval_at"],
                     "eval_limit": config["objective_options"]["eval_limit"],
-                    "workers": args.workers, "pruners": {p: PRUNERS[p][:2] for p in pruners},
+                    "workers": args.workers, "pruners": {p: PRUNERS[p] for p in pruners},
                     "wall_seconds": round(time.perf_counter() - start)}
         write_results(Path(args.json), "jobs/bench_pruning_tiny.py", argv, settings, rows, runs)
     return 0
