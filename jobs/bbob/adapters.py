@@ -223,7 +223,7 @@ class Algorithm:
 
 def _registry() -> dict[str, Algorithm]:
     pbo = {"soo": (1, "pbo SOO"), "bamsoo": (20, "pbo BaMSOO (SOO + GP skip rule)"), "bo": (150, "pbo GP-BO (LogEI)"),
-           "mfbamsoo": (20, "pbo multi-fidelity BaMSOO (without reports: BaMSOO with k 2)"),
+           "mfbamsoo": (20, "pbo multi-fidelity BaMSOO (BBOB does not report: every trial in full)"),
            "lhs": (1, "pbo Latin hypercube"), "random": (1, "pbo uniform random search")}
     entries = {name: Algorithm(partial(PboAdapter, name), text, cost=cost, deterministic=name == "soo")
                for name, (cost, text) in pbo.items()}

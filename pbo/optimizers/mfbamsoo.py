@@ -9,8 +9,8 @@ The fidelity of a cell is set by its depth: depths 0 .. band - 1 get `fidelities
 `fidelities[1]`, and so on; the last fidelity is 1 (the full trial). A cell whose fidelity is below 1 is
 proposed with `meta["fidelity"]` set, and the scheduler stops its trial at its first report at or past that
 fraction (pbo.scheduler): the trial comes back `pruned` with the value reported there, which the cell ranks by.
-An objective that does not report (or reports no fidelity) runs every trial to its end: then this is BaMSOO with
-`k: 2`.
+An objective that does not report (or reports no fidelity) runs every trial to its end: then only the changes
+below to BaMSOO remain, and they cost it on BBOB (docs/benchmarks.md): use `bamsoo` there.
 
 The bias of low fidelity (a trained model scores below its final value early in training) never enters a
 comparison, where the literature bounds it and adds it to the low-fidelity values: values are compared only
