@@ -44,15 +44,29 @@ class AskAhead:
 
     mode: str = "auto"
     share: float = 0.01
+    #: Whether the master's compute time delays the workers (not on a virtual clock that does not charge it):
+    #: then each ask is told the time it may take (`Optimizer.time_per_ask`, see `time_per_ask`).
+    paced: bool = False
     ask_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=5))
     trial_seconds: deque = field(init=False, default_factory=lambda: deque(maxlen=25))
+
+    #: The share of the mean time between results (a trial's median duration over the workers) an ask may take:
+    #: less than all of it, since results come in bursts and the master records them too.
+    PACE_SHARE = 0.5
 
     def __post_init__(self) -> None:
         if self.mode not in ASK_AHEAD_MODES:
             raise ValueError(f"ask_ahead must be one of {', '.join(ASK_AHEAD_MODES)}, got {self.mode!r}")
 
-    def ask(self, optimizer: Optimizer) -> Candidate | None:
-        """`optimizer.ask()`, timed."""
+    def time_per_ask(self, n_workers: int) -> float | None:
+        """The compute time an ask may take before workers wait for it, once trials have been timed."""
+        if not self.paced or not self.trial_seconds:
+            return None
+        return self.PACE_SHARE * statistics.median(self.trial_seconds) / n_workers
+
+    def ask(self, optimizer: Optimizer, n_workers: int) -> Candidate | None:
+        """`optimizer.ask()`, timed, told the time it may take."""
+        optimizer.time_per_ask = self.time_per_ask(n_workers)
         start = time.perf_counter()
         try:
             return optimizer.ask()
@@ -108,7 +122,7 @@ class InlineAsker:
             return self.held.popleft()
         if self.remaining <= 0:
             return None
-        candidate = self.policy.ask(self.optimizer)
+        candidate = self.policy.ask(self.optimizer, self.n_workers)
         if candidate is None:
             self._exhausted = not self.optimizer.pending()
         else:
@@ -122,7 +136,7 @@ class InlineAsker:
     def before_wait(self, idle: int) -> None:
         """Called before waiting for a result, with the number of idle workers: ask ahead if wanted."""
         if not idle and not self.held and self.remaining > 0 and self.policy.wanted(self.optimizer, self.n_workers):
-            candidate = self.policy.ask(self.optimizer)
+            candidate = self.policy.ask(self.optimizer, self.n_workers)
             if candidate is not None:
                 self.held.append(candidate)
                 self.remaining -= 1
@@ -249,7 +263,7 @@ class ThreadAsker:
                 if results and self.optimizer.has_tree:
                     table = self.optimizer.tree_table()
                 if ask:
-                    candidate = self.policy.ask(self.optimizer)
+                    candidate = self.policy.ask(self.optimizer, self.n_workers)
                     exhausted = candidate is None and not self.optimizer.pending()
             except BaseException as exc:  # noqa: BLE001 - handed to the scheduler's thread
                 with self._cond:

@@ -100,7 +100,7 @@ def run_study(optimizer: Optimizer, backend: Backend, *, budget: int, recorder: 
     finished: dict[int, float] = {}  # worker -> when its last trial ended
     redo = deque(redo)
     n_workers = len(backend.workers)
-    policy = AskAhead(ask_ahead)
+    policy = AskAhead(ask_ahead, paced=backend.master_time_counts)
     threaded = backend.allows_threads and policy.allowed(optimizer, n_workers)
     asker = (ThreadAsker if threaded else InlineAsker)(optimizer, budget - dispatched, policy, n_workers)
     sign = -1.0 if optimizer.minimize else 1.0

@@ -161,3 +161,20 @@ def test_an_optimizer_error_on_the_thread_ends_the_run_with_that_error():
     optimizer = Witness(Space.from_dict(X), budget=10, fail_after=4)
     with pytest.raises(ZeroDivisionError, match="the model broke"):
         run_study(optimizer, ThreadWorkers(2, lambda p: time.sleep(0.01) or p["x"]), budget=10, ask_ahead="always")
+
+
+def test_a_paced_policy_affords_half_the_mean_time_between_results_once_trials_were_timed():
+    policy = AskAhead("auto", paced=True)
+    assert policy.time_per_ask(4) is None
+    for seconds in (1.0, 2.0, 9.0):
+        policy.observe(TrialResult(1, {}, np.zeros(1), TrialState.OK, value=1.0, t_start=0.0, t_end=seconds))
+    assert policy.time_per_ask(4) == pytest.approx(0.5 * 2.0 / 4)
+
+
+def test_each_ask_is_told_the_time_it_may_take_and_none_when_the_master_time_is_free():
+    optimizer = Witness(Space.from_dict(X), budget=10)
+    for paced, expected in ((True, 0.25), (False, None)):
+        policy = AskAhead("auto", paced=paced)
+        policy.observe(ok(optimizer.ask()))  # a one-second trial
+        policy.ask(optimizer, 2)
+        assert optimizer.time_per_ask == expected

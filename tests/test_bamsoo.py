@@ -11,7 +11,7 @@ from pbo.optimizers import make_optimizer
 from pbo.optimizers.bamsoo import MAX_APPROXIMATIONS, MAX_APPROXIMATIONS_PENDING, BaMSOO, confidence_bound
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
-from pbo.surrogate import ModelFittingError, half_rank_warp
+from pbo.surrogate import GPSurrogate, ModelFittingError, half_rank_warp
 from pbo.tree import APPROXIMATED, PENDING
 
 from tree_support import HARTMANN3, run_parallel, run_sequential, unit_space
@@ -126,7 +126,8 @@ def test_a_gp_fitted_on_flat_data_with_one_narrow_peak_does_not_rule_out_unexplo
     def spiky(u):
         return 0.05 * float(np.sin(7 * u[0] + 3 * u[1])) + 5.0 * float(np.sum((u - peak) ** 2) < 1e-4)
 
-    opt = BaMSOO(unit_space(2), tie_break="index")  # the tree this scenario was built on
+    # The tree and the fits this scenario was built on (each fit from the initial values).
+    opt = BaMSOO(unit_space(2), tie_break="index", surrogate=GPSurrogate(2, warm_start=False))
     for _ in range(30):
         cand = opt.ask()
         opt.tell(cand.id, spiky(cand.u))

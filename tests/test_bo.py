@@ -7,6 +7,7 @@ from botorch.exceptions import ModelFittingError
 import pbo.optimizers.bo as bo
 from pbo.optimizers import make_optimizer
 from pbo.space import Space
+from gp_support import record_fits
 
 LINE = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
 CUBE = Space.from_dict({f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in range(3)})
@@ -131,15 +132,7 @@ def test_by_default_hyperparameters_are_fitted_on_every_ask():
 
 
 def test_each_fit_starts_from_the_previous_fits_hyperparameters(monkeypatch):
-    starts, fitted = [], []
-    real_fit = bo.fit_gpytorch_mll
-
-    def recording_fit(mll, **options):
-        starts.append(mll.model.covar_module.base_kernel.lengthscale.detach().clone())
-        real_fit(mll, **options)
-        fitted.append(mll.model.covar_module.base_kernel.lengthscale.detach().clone())
-
-    monkeypatch.setattr(bo, "fit_gpytorch_mll", recording_fit)
+    starts, fitted = record_fits(monkeypatch, bo)
     run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 7)
     assert len(starts) == 3
     assert all(start.equal(previous) for start, previous in zip(starts[1:], fitted))
@@ -210,3 +203,24 @@ def test_exclude_leaves_pruned_trials_out_of_the_gp():
 
 def test_by_default_the_gp_gets_pruned_trials_at_most_at_the_median_of_the_successes():
     assert gp_scores_after_pruning(None) == [1.0, 3.0, 2.0, 2.0, 0.5]
+
+
+def test_without_a_time_limit_every_gp_ask_is_a_full_one():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 10)
+    assert all("effort" not in t.candidate.meta for t in opt.trials.values())
+
+
+def test_once_a_full_ask_took_longer_than_afforded_asks_are_quick_and_keep_the_fit_until_the_data_grew():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 6)  # 2 full GP asks
+    opt.time_per_ask, fits = 1e-9, opt.n_fits
+    run(opt, 4)  # asks on 6, 7, 8, 9 successes after a fit on 5: refits on 6 (5 x 1.2) and 8 (> 6 x 1.2)
+    quick = [t.candidate.meta.get("effort") for t in opt.trials.values()][6:]
+    assert quick == ["quick"] * 4 and opt.n_fits == fits + 2 and opt._fit[0] == 8
+
+
+def test_asks_are_full_again_when_the_time_afforded_exceeds_the_last_full_ask():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 5)
+    opt.time_per_ask = 1e-9
+    assert opt.ask().meta.get("effort") == "quick"
+    opt.time_per_ask = 1e9
+    assert "effort" not in opt.ask().meta

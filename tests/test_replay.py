@@ -72,7 +72,7 @@ def other_machine(monkeypatch):
     def change():
         monkeypatch.setattr(GPSurrogate, "predict", nudged)
         monkeypatch.setattr(SOO, "_side_scores", lambda self: -scores(self))
-        monkeypatch.setattr(GPBO, "_hyperparameters", lambda self, n: {
+        monkeypatch.setattr(GPBO, "_hyperparameters", lambda self, n, quick=False: {
             key: value * (1 + NUDGE) if key.endswith("lengthscale") else value for key, value in fit(self, n).items()})
 
     return change

@@ -23,7 +23,7 @@ class Journal:
     def __init__(self, backend):
         self.backend, self.events = backend, []
         self.workers, self.now, self.wait, self.close = backend.workers, backend.now, backend.wait, backend.close
-        self.allows_threads = backend.allows_threads
+        self.allows_threads, self.master_time_counts = backend.allows_threads, backend.master_time_counts
 
     def submit(self, worker, task):
         self.events.append(("submit", worker, task.trial_id))

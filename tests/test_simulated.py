@@ -71,3 +71,12 @@ def test_master_time_adds_the_masters_real_compute_to_the_virtual_clock():
     charged = run_study(SlowAsk(space), SimulatedBackend(objective, 1, fixed, master_time=True), budget=5)
     assert plain.makespan == pytest.approx(5.0)
     assert 5.0 + 5 * 0.02 <= charged.makespan < 5.0 + 5 * 0.2
+
+
+@pytest.mark.parametrize("master_time", [False, True])
+def test_asks_are_told_a_time_limit_only_when_the_masters_time_is_charged_to_the_clock(master_time):
+    objective = resolve_objective("hartmann6")
+    optimizer = make_optimizer("random", Space.from_dict(objective.space), budget=6)
+    run_study(optimizer, SimulatedBackend(objective, 2, CostModel("fixed", mean=8.0), master_time=master_time),
+              budget=6)
+    assert optimizer.time_per_ask == (pytest.approx(0.5 * 8.0 / 2) if master_time else None)

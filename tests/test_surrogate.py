@@ -8,6 +8,7 @@ import torch
 
 import pbo.surrogate as surrogate
 from pbo.surrogate import GPSurrogate, ModelFittingError, half_rank_warp, unwarp, window
+from gp_support import record_fits
 
 
 def data(n, seed=0):
@@ -82,7 +83,7 @@ def test_no_model_before_min_points_is_a_named_error():
 
 
 def test_failed_first_fit_raises_a_named_error(monkeypatch):
-    def diverge(mll):
+    def diverge(mll, **options):
         raise BotorchFittingError("line search failed")
 
     monkeypatch.setattr(surrogate, "fit_gpytorch_mll", diverge)
@@ -97,14 +98,14 @@ def test_failed_refit_keeps_the_earlier_hyperparameters(monkeypatch):
     u, y = data(30)
     gp = GPSurrogate(dim=2)
     gp.update(u[:10], y[:10])
-    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(NotPSDError("nan")))
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll, **options: (_ for _ in ()).throw(NotPSDError("nan")))
     gp.update(u, y)
     assert gp.n_fits == 1 and gp.n == 30
     assert np.allclose(gp.predict(u[25:])[0], y[25:], atol=1e-2)
 
 
 def test_a_bug_in_the_fit_raises_instead_of_dropping_the_model(monkeypatch):
-    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll: (_ for _ in ()).throw(TypeError("bad call")))
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll, **options: (_ for _ in ()).throw(TypeError("bad call")))
     with pytest.raises(TypeError, match="bad call"):
         GPSurrogate(dim=2).update(*data(10))
 
@@ -247,3 +248,13 @@ def test_unwarp_maps_warped_scores_back_and_keeps_their_order_beyond_the_data():
     values = np.linspace(warped.min() - 1, 1.0, 50)
     assert np.all(np.diff(unwarp(values, y, warped)) > 0)
     assert unwarp(np.array([0.9]), y, warped)[0] == pytest.approx(0.9)  # above the median: as is
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_a_refit_starts_from_the_previous_fits_hyperparameters_unless_warm_start_is_off(monkeypatch, warm_start):
+    starts, fitted = record_fits(monkeypatch, surrogate)
+    gp = GPSurrogate(dim=2, refit_growth=0.5, warm_start=warm_start)
+    u, y = data(20)
+    gp.update(u[:10], y[:10])
+    gp.update(u, y)
+    assert len(starts) == 2 and starts[1].equal(fitted[0]) == warm_start

@@ -47,6 +47,12 @@ class Backend:
 
     workers: list[int]
 
+    @property
+    def master_time_counts(self) -> bool:
+        """Whether time the master spends computing is time the workers may wait (real time, or a virtual clock
+        charged with the master's compute)."""
+        return not self.virtual_clock
+
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], objective: "Objective", *, comm: Any = None,
                       ranks_on_node: list[int] | None = None) -> "Backend":

@@ -55,6 +55,10 @@ class SimulatedBackend(Backend):
         return cls(objective, settings["simulate"], CostModel.from_dict(settings["cost"]), timeout=settings["timeout"],
                    master_time=settings["simulate_master_time"])
 
+    @property
+    def master_time_counts(self) -> bool:
+        return self.master_time
+
     def now(self) -> float:
         return self.clock + (time.perf_counter() - self._mark if self.master_time else 0.0)
 

@@ -102,6 +102,10 @@ class Optimizer:
         self._replaying: dict[str, Any] | None = None
         #: Whether replay still recomputes decisions to compare them with the record: until the first divergence.
         self._replay_checks = True
+        #: Seconds of compute an ask may take before workers wait for it, or None (no limit): set by the scheduler
+        #: from the trials' durations and the number of workers. An optimizer whose asks are costly may ask with
+        #: less effort past it (GP-BO does); the rest ignore it.
+        self.time_per_ask: float | None = None
 
     # ---- public protocol -------------------------------------------------------------------------------
 
