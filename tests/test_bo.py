@@ -1,8 +1,11 @@
 """GP-BO specifics: the initial design, the GP phase, its fallback, discrete spaces and cheap replay."""
 
+import warnings
+
 import numpy as np
 import pytest
 from botorch.exceptions import ModelFittingError
+from gpytorch.utils.warnings import NumericalWarning
 
 import pbo.optimizers.bo as bo
 from pbo.optimizers import make_optimizer
@@ -218,9 +221,32 @@ def test_once_a_full_ask_took_longer_than_afforded_asks_are_quick_and_keep_the_f
     assert quick == ["quick"] * 4 and opt.n_fits == fits + 2 and opt._fit[0] == 8
 
 
+def test_after_a_run_of_quick_asks_one_full_ask_measures_the_full_cost_again(monkeypatch):
+    monkeypatch.setattr(bo, "QUICK_RUN", 3)
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 5)
+    opt.time_per_ask = 1e-9
+    efforts = [t.candidate.meta.get("effort") for t in run(opt, 8).trials.values()][5:]
+    assert efforts == ["quick", "quick", "quick", None, "quick", "quick", "quick", None]
+
+
 def test_asks_are_full_again_when_the_time_afforded_exceeds_the_last_full_ask():
     opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 5)
     opt.time_per_ask = 1e-9
     assert opt.ask().meta.get("effort") == "quick"
     opt.time_per_ask = 1e9
     assert "effort" not in opt.ask().meta
+
+
+def test_the_acquisition_searchs_harmless_numerical_warnings_stay_silent(monkeypatch):
+    real_search = bo.optimize_acqf
+
+    def noisy_search(*args, **kwargs):
+        warnings.warn("Optimization failed within `scipy.optimize.minimize` with status 2", RuntimeWarning)
+        warnings.warn("Negative variance values detected. Rounding them up to 1e-10.", NumericalWarning)
+        return real_search(*args, **kwargs)
+
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=3, **FAST), 3)
+    monkeypatch.setattr(bo, "optimize_acqf", noisy_search)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert opt.ask().meta["phase"] == "gp"

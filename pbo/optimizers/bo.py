@@ -50,6 +50,7 @@ from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.utils.warnings import NumericalWarning
 from scipy.stats import qmc
 
 from pbo.optimizers.base import Optimizer, Proposal, Trial, TrialState
@@ -83,6 +84,10 @@ LARGE_REFIT_GROWTH = 0.2
 QUICK_MAXITER = 3
 QUICK_REFIT_GROWTH = 0.2
 
+#: Quick asks in a row before a full one measures the full cost again: one slow ask (a burst of results, a busy
+#: node) does not make the rest of a run quick, and a run whose trials got longer returns to full asks.
+QUICK_RUN = 20
+
 
 class GPBO(Optimizer):
     """GP-BO on the unit cube (inputs as is, outputs standardized).
@@ -106,7 +111,8 @@ class GPBO(Optimizer):
 
     Asks adapt to the time the scheduler can afford (`Optimizer.time_per_ask`, set when trials are short next
     to asks, e.g. 1-second trials on 8 workers): once a full ask took longer, asks are quick (QUICK_MAXITER,
-    QUICK_REFIT_GROWTH) and marked `effort: quick`, until the time afforded exceeds the last full ask's again.
+    QUICK_REFIT_GROWTH) and marked `effort: quick`, but for one full ask after every QUICK_RUN quick ones, until
+    the time afforded exceeds the latest full ask's again.
     """
 
     name = "bo"
@@ -160,6 +166,7 @@ class GPBO(Optimizer):
         self.pending_mode = pending
         self.design = Design(space.dim, n_init, self.rng)
         self._full_seconds: float | None = None  # how long the latest full-effort GP ask took
+        self._quick_in_row = 0
 
     def _ask(self) -> Proposal | None:
         nxt = self.design.next(self._is_new)
@@ -185,8 +192,12 @@ class GPBO(Optimizer):
         return self._random(rng, "random")
 
     def _quick(self) -> bool:
-        """Whether this ask is a quick one: the latest full ask took longer than the scheduler can afford."""
-        return None not in (self.time_per_ask, self._full_seconds) and self._full_seconds > self.time_per_ask
+        """Whether this ask is a quick one: the latest full ask took longer than the scheduler can afford, and
+        fewer than QUICK_RUN quick asks came since."""
+        quick = (None not in (self.time_per_ask, self._full_seconds) and self._full_seconds > self.time_per_ask
+                 and self._quick_in_row < QUICK_RUN)
+        self._quick_in_row = self._quick_in_row + 1 if quick else 0
+        return quick
 
     def _tell(self, trial: Trial) -> None:
         self._told.append(trial.candidate.id)
@@ -297,7 +308,13 @@ class GPBO(Optimizer):
         kept = window(y, self.gp_points)
         x, y = x[kept], self.warp(y[kept])
         pending = [c.u for c in self.pending()][-self.gp_points:]
-        with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"):
+        with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(y)} points"), \
+                warnings.catch_warnings():
+            # L-BFGS-B ending on a failed line search ("ABNORMAL") still returns its best point, and gpytorch rounds
+            # a variance that came out slightly negative up to 1e-10: both warn, many times per ask once the GP
+            # holds hundreds of points (believed pending points next to real ones).
+            warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
+            warnings.filterwarnings("ignore", message="Negative variance values detected", category=NumericalWarning)
             hyperparameters = self._hyperparameters(n, quick)
             model = self._conditioned(x, y, hyperparameters)
             torch.manual_seed(seed)
@@ -318,14 +335,10 @@ class GPBO(Optimizer):
                                   min(self.raw_samples, self.large_raw_samples) if large else self.raw_samples,
                                   min(self.num_restarts, self.large_restarts) if large else self.num_restarts)
             bounds = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).to(torch.float64)
-            with warnings.catch_warnings():
-                # L-BFGS-B ending on a failed line search ("ABNORMAL") still returns its best point; BoTorch
-                # warns of it, several times per ask once the GP holds hundreds of points.
-                warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
-                points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=len(starts),
-                                               batch_initial_conditions=starts,
-                                               options={"maxiter": QUICK_MAXITER if quick else self.maxiter},
-                                               return_best_only=False)
+            points, values = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=len(starts),
+                                           batch_initial_conditions=starts,
+                                           options={"maxiter": QUICK_MAXITER if quick else self.maxiter},
+                                           return_best_only=False)
         if not quick:
             self._full_seconds = time.perf_counter() - start
         order = torch.argsort(values.reshape(-1), descending=True)
