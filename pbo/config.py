@@ -129,7 +129,7 @@ OPTIONS: list[Option] = [
            "not deterministic"),
     Option("ask_ahead", text(ASK_AHEAD_MODES), "auto",
            "keep points ready, asked on a thread, while every worker is busy, so a freed worker need not wait for the "
-           "optimizer: auto (when an ask takes over 1/100 of a trial) | always | never", "MODE",
+           "optimizer: auto (when an ask takes over 1/1000 of a trial) | always | never", "MODE",
            raw=True),
     Option("timeout", positive_number(optional=True), None, "seconds before a trial is killed and recorded as timeout",
            "SEC"),

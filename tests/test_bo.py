@@ -221,12 +221,20 @@ def test_once_a_full_ask_took_longer_than_afforded_asks_are_quick_and_keep_the_f
     assert quick == ["quick"] * 4 and opt.n_fits == fits + 2 and opt._fit[0] == 8
 
 
-def test_after_a_run_of_quick_asks_one_full_ask_measures_the_full_cost_again(monkeypatch):
+def test_after_a_run_of_quick_asks_that_leave_room_a_full_ask_measures_the_full_cost_again(monkeypatch):
+    monkeypatch.setattr(bo, "QUICK_RUN", 3)
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 5)
+    opt.time_per_ask, opt._full_seconds = 5.0, 10.0  # one slow full ask; quick ones take milliseconds
+    efforts = [t.candidate.meta.get("effort") for t in run(opt, 6).trials.values()][5:]
+    assert efforts == ["quick", "quick", "quick", None, None, None]
+
+
+def test_no_full_ask_is_tried_while_quick_asks_leave_no_room_for_one(monkeypatch):
     monkeypatch.setattr(bo, "QUICK_RUN", 3)
     opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 5)
     opt.time_per_ask = 1e-9
-    efforts = [t.candidate.meta.get("effort") for t in run(opt, 8).trials.values()][5:]
-    assert efforts == ["quick", "quick", "quick", None, "quick", "quick", "quick", None]
+    efforts = [t.candidate.meta.get("effort") for t in run(opt, 6).trials.values()][5:]
+    assert efforts == ["quick"] * 6
 
 
 def test_asks_are_full_again_when_the_time_afforded_exceeds_the_last_full_ask():

@@ -84,9 +84,12 @@ LARGE_REFIT_GROWTH = 0.2
 QUICK_MAXITER = 3
 QUICK_REFIT_GROWTH = 0.2
 
-#: Quick asks in a row before a full one measures the full cost again: one slow ask (a burst of results, a busy
-#: node) does not make the rest of a run quick, and a run whose trials got longer returns to full asks.
+#: Quick asks in a row before a full one measures the full cost again, if the latest quick ask times
+#: QUICK_SPEEDUP (about what a full ask costs more) fits in the time afforded: one slow ask (a burst of results,
+#: a busy node) does not make the rest of a run quick, while a full ask that would surely be too slow is not
+#: tried.
 QUICK_RUN = 20
+QUICK_SPEEDUP = 3.0
 
 
 class GPBO(Optimizer):
@@ -111,8 +114,8 @@ class GPBO(Optimizer):
 
     Asks adapt to the time the scheduler can afford (`Optimizer.time_per_ask`, set when trials are short next
     to asks, e.g. 1-second trials on 8 workers): once a full ask took longer, asks are quick (QUICK_MAXITER,
-    QUICK_REFIT_GROWTH) and marked `effort: quick`, but for one full ask after every QUICK_RUN quick ones, until
-    the time afforded exceeds the latest full ask's again.
+    QUICK_REFIT_GROWTH) and marked `effort: quick`, until the time afforded exceeds the latest full ask's again;
+    after QUICK_RUN quick asks a full one measures that again if the quick ones leave room for it.
     """
 
     name = "bo"
@@ -165,7 +168,8 @@ class GPBO(Optimizer):
         self.mc_samples = mc_samples
         self.pending_mode = pending
         self.design = Design(space.dim, n_init, self.rng)
-        self._full_seconds: float | None = None  # how long the latest full-effort GP ask took
+        self._full_seconds: float | None = None  # how long the latest full GP ask took
+        self._quick_seconds = math.inf  # and the latest quick one
         self._quick_in_row = 0
 
     def _ask(self) -> Proposal | None:
@@ -192,10 +196,11 @@ class GPBO(Optimizer):
         return self._random(rng, "random")
 
     def _quick(self) -> bool:
-        """Whether this ask is a quick one: the latest full ask took longer than the scheduler can afford, and
-        fewer than QUICK_RUN quick asks came since."""
-        quick = (None not in (self.time_per_ask, self._full_seconds) and self._full_seconds > self.time_per_ask
-                 and self._quick_in_row < QUICK_RUN)
+        """Whether this ask is a quick one: the latest full ask took longer than the scheduler can afford, unless
+        it is time to measure a full one again (QUICK_RUN)."""
+        limit = self.time_per_ask
+        quick = None not in (limit, self._full_seconds) and self._full_seconds > limit and not (
+            self._quick_in_row >= QUICK_RUN and self._quick_seconds * QUICK_SPEEDUP <= limit)
         self._quick_in_row = self._quick_in_row + 1 if quick else 0
         return quick
 
@@ -339,7 +344,9 @@ class GPBO(Optimizer):
                                            batch_initial_conditions=starts,
                                            options={"maxiter": QUICK_MAXITER if quick else self.maxiter},
                                            return_best_only=False)
-        if not quick:
+        if quick:
+            self._quick_seconds = time.perf_counter() - start
+        else:
             self._full_seconds = time.perf_counter() - start
         order = torch.argsort(values.reshape(-1), descending=True)
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
