@@ -105,7 +105,8 @@ def test_failed_refit_keeps_the_earlier_hyperparameters(monkeypatch):
 
 
 def test_a_bug_in_the_fit_raises_instead_of_dropping_the_model(monkeypatch):
-    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", lambda mll, **options: (_ for _ in ()).throw(TypeError("bad call")))
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll",
+                        lambda mll, **options: (_ for _ in ()).throw(TypeError("bad call")))
     with pytest.raises(TypeError, match="bad call"):
         GPSurrogate(dim=2).update(*data(10))
 

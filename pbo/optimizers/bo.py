@@ -19,7 +19,8 @@ point as if it had scored its predicted mean, which shrinks the uncertainty, and
 by Monte Carlo.
 
 Every GP ask is a pure function of the optimizer's history and a seed derived from the trial id, so the
-optimizer is deterministic for a seed unless the scheduler limits the time per ask (see `GPBO`); replay (restore) returns the recorded points without any GP work.
+optimizer is deterministic for a seed unless the scheduler limits the time per ask (see `GPBO`); replay
+(restore) returns the recorded points without any GP work.
 
 Example:
     >>> from pbo.space import Space
@@ -57,7 +58,8 @@ from pbo.optimizers.base import Optimizer, Proposal, Trial, TrialState
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
-from pbo.surrogate import KERNELS, WARM_FTOL, WARPS, ModelFittingError, model_failures, one_thread, single_task_gp, window
+from pbo.surrogate import (KERNELS, WARM_FTOL, WARPS, ModelFittingError, model_failures, one_thread, single_task_gp,
+                           window)
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
