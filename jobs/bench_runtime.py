@@ -311,7 +311,8 @@ def main() -> None:
 
 def write_json(path: Path, out: dict) -> None:
     """Every number, with the command that produced them."""
-    path.write_text(json.dumps({"command": "python jobs/bench_runtime.py " + shlex.join(sys.argv[1:]), **out}, indent=1))
+    command = "python jobs/bench_runtime.py " + shlex.join(sys.argv[1:])
+    path.write_text(json.dumps({"command": command, **out}, indent=1))
 
 
 if __name__ == "__main__":

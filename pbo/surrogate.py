@@ -97,6 +97,20 @@ def single_task_gp(x: torch.Tensor, y: torch.Tensor, *, kernel: str = "matern", 
                             outcome_transform=outcome_transform).to(torch.float64)
 
 
+def fit_hyperparameters(model: SingleTaskGP, seed: int, start: dict[str, torch.Tensor] | None = None) -> None:
+    """Fit `model`'s hyperparameters by marginal likelihood, silently and seeded by `seed` without touching torch's
+    global random state: from `start` (an earlier fit's state dict) with the looser WARM_FTOL when given, else
+    from the model's initial values."""
+    options = None
+    if start is not None:
+        model.load_state_dict(start, strict=False)
+        options = {"options": {"ftol": WARM_FTOL}}
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(seed)
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs=options)
+
+
 def window(y: np.ndarray, size: int) -> np.ndarray:
     """Indices (ascending, so in the order given) of at most `size` points a GP keeps of scores `y` (to maximize):
     the best half of `size` and the most recent of the rest. An exact GP's cost grows as n^3 (its fit, the
@@ -344,20 +358,13 @@ class GPSurrogate:
             keep = torch.as_tensor(np.unique(np.linspace(0, len(x) - 1, self.max_fit_points).round().astype(int)))
             x, z = x[keep], z[keep]
         gp = single_task_gp(x, z, kernel=self.kernel, noise_floor=self.noise_floor, noise_prior=False)
-        options = None
-        if self.warm_start and self._gp is not None:
-            gp.load_state_dict(self._gp.state_dict(), strict=False)
-            options = {"options": {"ftol": WARM_FTOL}}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with torch.random.fork_rng():
-                torch.manual_seed(self.seed * 1_000_003 + self._n)
-                try:
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp), optimizer_kwargs=options)
-                except NUMERICAL_ERRORS:
-                    if self._gp is None:
-                        raise
-                    return
+        try:
+            fit_hyperparameters(gp, self.seed * 1_000_003 + self._n,
+                                self._gp.state_dict() if self.warm_start and self._gp is not None else None)
+        except NUMERICAL_ERRORS:
+            if self._gp is None:
+                raise
+            return
         gp.eval()
         self._gp, self._n_fitted = gp, self._n
         self.n_fits += 1

@@ -8,6 +8,7 @@ from botorch.exceptions import ModelFittingError
 from gpytorch.utils.warnings import NumericalWarning
 
 import pbo.optimizers.bo as bo
+import pbo.surrogate as surrogate
 from pbo.optimizers import make_optimizer
 from pbo.space import Space
 from gp_support import record_fits
@@ -63,7 +64,7 @@ def test_a_failed_gp_fit_falls_back_to_a_random_point_with_a_warning(monkeypatch
         raise ModelFittingError("all attempts to fit the model have failed")
 
     opt = run(make_optimizer("bo", LINE, seed=0, n_init=3, **FAST), 3)
-    monkeypatch.setattr(bo, "fit_gpytorch_mll", broken_fit)
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", broken_fit)
     with pytest.warns(RuntimeWarning, match="GP step failed .*ModelFittingError"):
         cand = opt.ask()
     assert cand.meta["phase"] == "fallback"
@@ -74,7 +75,7 @@ def test_a_bug_in_the_gp_step_raises_instead_of_becoming_a_random_point(monkeypa
         raise TypeError("unexpected keyword")
 
     opt = run(make_optimizer("bo", LINE, seed=0, n_init=3, **FAST), 3)
-    monkeypatch.setattr(bo, "fit_gpytorch_mll", buggy_fit)
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", buggy_fit)
     with pytest.raises(TypeError, match="unexpected keyword"):
         opt.ask()
 
@@ -135,7 +136,7 @@ def test_by_default_hyperparameters_are_fitted_on_every_ask():
 
 
 def test_each_fit_starts_from_the_previous_fits_hyperparameters(monkeypatch):
-    starts, fitted = record_fits(monkeypatch, bo)
+    starts, fitted = record_fits(monkeypatch, surrogate)
     run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 7)
     assert len(starts) == 3
     assert all(start.equal(previous) for start, previous in zip(starts[1:], fitted))

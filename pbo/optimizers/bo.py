@@ -44,13 +44,11 @@ from typing import Any
 import numpy as np
 import torch
 from botorch.acquisition import LogExpectedImprovement, qLogNoisyExpectedImprovement
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
 from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.utils.warnings import NumericalWarning
 from scipy.stats import qmc
 
@@ -58,8 +56,8 @@ from pbo.optimizers.base import Optimizer, Proposal, Trial, TrialState
 from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
-from pbo.surrogate import (KERNELS, WARM_FTOL, WARPS, ModelFittingError, model_failures, one_thread, single_task_gp,
-                           window)
+from pbo.surrogate import (KERNELS, WARPS, ModelFittingError, fit_hyperparameters, model_failures, one_thread,
+                           single_task_gp, window)
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
@@ -281,14 +279,7 @@ class GPBO(Optimizer):
             u, y = self._gp_data([self.trials[cid] for cid in self._told[:size]])
             kept = window(y, self.gp_points)
             fitted = self._gp(u[kept], self.warp(y[kept]))
-            options = None
-            if self._fit is not None:
-                fitted.load_state_dict(self._fit[1], strict=False)
-                options = {"options": {"ftol": WARM_FTOL}}
-            with torch.random.fork_rng(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.manual_seed(self.seed * 1_000_003 + size)
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(fitted.likelihood, fitted), optimizer_kwargs=options)
+            fit_hyperparameters(fitted, self.seed * 1_000_003 + size, None if self._fit is None else self._fit[1])
             self._fit = (size, {key: value for key, value in fitted.state_dict().items()
                                 if not key.startswith("outcome_transform.")})
             self.n_fits += 1
