@@ -375,3 +375,14 @@ def test_a_gp_that_rules_out_everything_forces_an_evaluation_after_a_run_of_appr
     before = opt.n_approximated
     opt.ask()
     assert opt.n_approximated - before == limit
+
+
+def test_a_designs_values_feed_the_gp_and_f_plus_so_even_the_root_may_be_judged():
+    stub = StubGP(mean=-100.0, sd=0.0)  # rules out every centre
+    opt = BaMSOO(unit_space(2), surrogate=stub, min_points=3, design=3)
+    for value in (1.0, 5.0, 2.0):
+        cand = opt.ask()
+        opt.tell(cand.id, value)
+    first = opt.ask()  # the root (node 0) is approximated, a centre below it is sent for evaluation
+    assert len(stub.updates[-1][1]) == 3 and opt._f_plus == 5.0
+    assert opt.tree.root.state == APPROXIMATED and first.meta["phase"] == "bamsoo"

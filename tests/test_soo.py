@@ -261,7 +261,9 @@ def test_minimize_reports_tree_values_in_the_users_sign():
 @pytest.mark.parametrize("options, message", [({"k": 1}, "k must be"), ({"failure": "retry"}, "failure must"),
                                               ({"h_max": -1}, "h_max must"),
                                               ({"h_max": "log"}, "h_max must be one of auto, none, sqrt"),
-                                              ({"expand_pending": True}, "expand_pending must be one of idle")])
+                                              ({"expand_pending": True}, "expand_pending must be one of idle"),
+                                              ({"design": -1}, "design must be an integer >= 0"),
+                                              ({"design": 2.5}, "design must be an integer >= 0")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("soo", unit_space(1), **options)
@@ -300,13 +302,62 @@ def lora_like(params):
             - 4 * (params["dropout"] - 0.12) ** 2 + 0.1 * math.sin(3 * params["dropout"]))
 
 
-@pytest.mark.parametrize("algorithm", ["soo", "bamsoo"])
-def test_the_points_do_not_depend_on_the_order_in_which_the_space_lists_its_variables(algorithm):
+@pytest.mark.parametrize("algorithm, options", [("soo", {}), ("bamsoo", {}), ("soo", {"design": 5}),
+                                                ("bamsoo", {"design": 5})])
+def test_the_points_do_not_depend_on_the_order_in_which_the_space_lists_its_variables(algorithm, options):
     def points(order):
-        opt = make_optimizer(algorithm, Space.from_dict({name: LISTED[name] for name in order}), seed=0)
+        opt = make_optimizer(algorithm, Space.from_dict({name: LISTED[name] for name in order}), seed=0, **options)
         for _ in range(40):
             cand = opt.ask()
             opt.tell(cand.id, lora_like(cand.params))
         return [tuple(t.candidate.params[name] for name in sorted(LISTED)) for t in opt.trials.values()]
 
     assert points(["lr", "rank", "dropout"]) == points(["dropout", "lr", "rank"]) == points(["rank", "dropout", "lr"])
+
+
+# ---- an initial design --------------------------------------------------------------------------------------
+
+
+def test_a_design_is_asked_first_one_point_per_slice_of_each_axis_then_the_root_centre():
+    opt = SOO(unit_space(2), design=4)
+    cands = [opt.ask() for _ in range(5)]
+    design = np.array([c.u for c in cands[:4]])
+    assert [c.meta["phase"] for c in cands] == ["design"] * 4 + ["soo"]
+    assert all(sorted(np.floor(design[:, side] * 4).astype(int)) == [0, 1, 2, 3] for side in range(2))
+    assert np.allclose(cands[4].u, 0.5) and cands[4].meta["node"] == 0
+
+
+def test_a_leaf_ranks_by_the_best_design_value_inside_its_box():
+    opt = SOO(unit_space(1), design=1)
+    design, root = opt.ask(), opt.ask()
+    opt.tell(design.id, 10.0)  # far better than any centre
+    opt.tell(root.id, 0.0)
+    children = [opt.ask(), opt.ask()]  # the root's side children
+    for cand in children:
+        opt.tell(cand.id, 1.0)  # both centres beat the middle one (0), neither the design point
+    holder = next(n for n in opt.tree.leaves(1) if n.lower[0] <= design.u[0] <= n.upper[0])
+    assert opt._rank(holder) == 10.0 and holder.value < 10.0
+    opt.ask()
+    assert opt.tree.nodes[holder.id].expanded  # split at depth 1 though another leaf's centre is as good
+
+
+def test_a_design_run_is_restored_by_replay_to_the_same_tree():
+    opt = SOO(unit_space(2), design=5)
+    run_sequential(opt, lambda p: -((p["x1"] - 0.3) ** 2 + (p["x2"] - 0.7) ** 2), 30)
+    restored = SOO(unit_space(2), design=5)
+    restored.load_state_dict(opt.state_dict())
+    assert restored.tree_table()["value"].tolist() == opt.tree_table()["value"].tolist()
+    assert np.allclose(restored.ask().u, opt.ask().u)
+
+
+def test_a_recorded_design_point_is_kept_when_replay_draws_another_with_a_warning():
+    from pbo.optimizers.base import ReplayDivergence
+
+    opt = SOO(unit_space(2), design=3, seed=1)
+    cands = [opt.ask() for _ in range(4)]
+    for cand in cands:
+        opt.tell(cand.id, float(cand.u.sum()))
+    restored = SOO(unit_space(2), design=3, seed=2)  # another design: as another scipy might draw
+    with pytest.warns(ReplayDivergence, match="replay diverged"):
+        restored.load_state_dict({**opt.state_dict(), "seed": 2})
+    assert [t.candidate.u.tolist() for t in restored.trials.values()] == [c.u.tolist() for c in cands]

@@ -88,12 +88,14 @@ class Surrogate(Protocol):
 
 
 def confidence_bound(n: int, eta: float) -> float:
-    """B_N = sqrt(2 log(pi^2 N^2 / (6 eta))): the width, in posterior sds, of BaMSOO's confidence interval."""
+    """B_N = sqrt(2 log(pi^2 N^2 / (6 eta))): the width, in posterior sds, of BaMSOO's confidence interval; N is
+    at least 1 (the root, node 0, is judged when a design came first)."""
+    n = max(n, 1)
     return math.sqrt(2.0 * math.log(math.pi ** 2 * n ** 2 / (6.0 * eta)))
 
 
 class BaMSOO(SOO):
-    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`, with the same defaults), `eta`
+    """Options: SOO's (`k`, `h_max`, `failure`, `expand_pending`, `tie_break`, `design`), `eta`
     in (0, 1) (smaller: wider bounds, more evaluations), `min_points` (real values before the GP is consulted),
     `refit_growth` and `kernel` (see GPSurrogate), `approximate_with` ("mean" or the paper's "lcb", see above),
     `pending` ("ignore" or "believer", see above), `parallel` ("ucb" or "sweep") and `fill_beta` (see above),
@@ -111,13 +113,14 @@ class BaMSOO(SOO):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
-                 expand_pending: str = "idle", tie_break: str = "variation", eta: float = 0.05, min_points: int = 3,
+                 expand_pending: str = "idle", tie_break: str = "variation", design: int = 0, eta: float = 0.05,
+                 min_points: int = 3,
                  refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
                  pending: str = "believer", parallel: str = "ucb", fill_beta: float = 1.0, gp_points: int = 512,
                  fill_leaves: int = 64, warp: str = "none", split: str = "widest", noise_margin: float = 0.0,
                  surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,
-                         expand_pending=expand_pending, tie_break=tie_break)
+                         expand_pending=expand_pending, tie_break=tie_break, design=design)
         if not 0 < eta < 1:
             raise ValueError(f"{self.name}: eta must lie in (0, 1), got {eta!r}")
         if min_points < 2:
@@ -168,7 +171,8 @@ class BaMSOO(SOO):
         self._f_plus = max(self._f_plus, trial.score)
         self._real_u.append(trial.candidate.u)
         self._real_y.append(trial.score)
-        self._real_bound.append(confidence_bound(max(trial.candidate.meta["node"], 1), self.eta))
+        # B_N of the value's node; a design point's ordinal is its trial id
+        self._real_bound.append(confidence_bound(trial.candidate.meta.get("node", trial.candidate.id), self.eta))
         self._stale = True
 
     def recommend(self) -> Trial | None:

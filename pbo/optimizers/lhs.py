@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import qmc
@@ -14,10 +14,20 @@ from pbo.space import Space
 
 class Design:
     """A seeded Latin hypercube of `n` unit points, handed out in order; points that an earlier one already
-    took (same integers and categoricals after snapping) are skipped."""
+    took (same integers and categoricals after snapping) are skipped. With `columns` (variable i takes the
+    design's column columns[i], e.g. its name's rank) the points do not depend on the order in which the
+    space lists its variables.
 
-    def __init__(self, dim: int, n: int, rng: np.random.Generator) -> None:
-        self.points = qmc.LatinHypercube(d=dim, rng=rng).random(n)
+    Example:
+        >>> a = Design(2, 4, np.random.default_rng(0), columns=[0, 1]).points
+        >>> b = Design(2, 4, np.random.default_rng(0), columns=[1, 0]).points
+        >>> bool(np.array_equal(a[:, ::-1], b))
+        True
+    """
+
+    def __init__(self, dim: int, n: int, rng: np.random.Generator, columns: Sequence[int] | None = None) -> None:
+        points = qmc.LatinHypercube(d=dim, rng=rng).random(n) if n else np.zeros((0, dim))
+        self.points = points if columns is None else points[:, list(columns)]
         self.cursor = 0
 
     def __len__(self) -> int:

@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayError, Trial, TrialState
+from pbo.optimizers.lhs import Design
 from pbo.space import Space
 from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, PRUNED, REAL, Node, Tree, share_edges, widest
 
@@ -83,7 +84,10 @@ class SOO(Optimizer):
     not yet seen first (see `_side_scores`; on BBOB it did as well as or better than "index" in every
     dimension and worker count tried), and among sides seen alike the variable whose name comes first, so
     the tree does not depend on the order in which the space lists its variables; "index", the lowest, so
-    results depend on that order)."""
+    results depend on that order); `design`, how many points of a Latin hypercube to ask before the tree's
+    first centre (0: none, the textbook algorithm), drawn so as not to depend on the order of the variables.
+    A design point is no cell's centre, but it ranks the leaf that holds it: a leaf ranks by the best real value
+    inside its box, its centre's or a design point's (see `_rank`)."""
 
     name = "soo"
     has_tree = True
@@ -93,8 +97,10 @@ class SOO(Optimizer):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
-                 expand_pending: str = "idle", tie_break: str = "variation") -> None:
+                 expand_pending: str = "idle", tie_break: str = "variation", design: int = 0) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
+        if isinstance(design, bool) or not isinstance(design, int) or design < 0:
+            raise ValueError(f"{self.name}: design must be an integer >= 0, got {design!r}")
         if int(k) != k or k < 2:
             raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
         if failure not in FAILURE_POLICIES:
@@ -120,6 +126,9 @@ class SOO(Optimizer):
         names = [var.name for var in space.variables]
         alphabetical = {name: rank for rank, name in enumerate(sorted(names))}
         self._name_rank = [alphabetical[name] for name in names]  # the last tie-break, order-free
+        self.design = Design(space.dim, design, self.rng, columns=self._name_rank)
+        self._inside_u, self._inside_y = np.zeros((0, space.dim)), np.zeros(0)  # design points' real values
+        self._inside: dict[int, float] = {}  # node id -> best of those inside its box (cleared as they come)
         self._varied: set[int] = set()  # parents whose children's variation is recorded
         self.n_expansions = 0
         self._queue: deque[int] = deque([0])  # nodes created but not yet resolved (evaluated or valued)
@@ -144,16 +153,21 @@ class SOO(Optimizer):
     def ask(self) -> Candidate | None:
         cand = super().ask()
         if cand is not None:
-            node = self.tree.nodes[cand.meta["node"]]
-            node.candidate = cand.id
-            self._waiters[cand.id] = [node.id]
+            node_id = cand.meta.get("node")
+            self._waiters[cand.id] = [] if node_id is None else [node_id]  # a design point: no node (yet)
+            if node_id is not None:
+                self.tree.nodes[node_id].candidate = cand.id
         return cand
 
     # ---- hooks -------------------------------------------------------------------------------------------
 
     def _ask(self) -> Proposal | None:
         if self._replay_decisions is not None:
+            self.design.cursor = len(self.design)  # a tree ask: the design is over (or the log had none)
             return self._replay_ask(self._replay_decisions)
+        nxt = self.design.next(lambda u: self.lookup(u) is None)
+        if nxt is not None:
+            return Proposal(nxt[1], {"phase": "design", "index": nxt[0]})
         self._speculate = self.expand_pending == "always"
         for _ in range(MAX_STEPS_PER_ASK):
             while self._queue:
@@ -167,8 +181,11 @@ class SOO(Optimizer):
         return None
 
     def _tell(self, trial: Trial) -> None:
+        by_node = "node" in trial.candidate.meta
+        if not by_node:
+            self._add_inside(trial)
         for i, node_id in enumerate(self._waiters.pop(trial.candidate.id)):
-            self.tree.set_value(node_id, trial.score, EVALUATED if i == 0 else INHERITED)
+            self.tree.set_value(node_id, trial.score, EVALUATED if i == 0 and by_node else INHERITED)
             self._record_variation(self.tree.nodes[node_id])
 
     def _tell_failure(self, trial: Trial) -> None:
@@ -181,12 +198,18 @@ class SOO(Optimizer):
         if trial.score is None:
             self._tell_failure(trial)
             return
+        if "node" not in trial.candidate.meta:
+            self._add_inside(trial)
         for node_id in self._waiters.pop(trial.candidate.id):
             self.tree.set_value(node_id, trial.score, PRUNED)
 
     def _adopt(self, proposal: Proposal | None, recorded: np.ndarray, divergence: str) -> Proposal:
         """A tree node's centre cannot be swapped for another point: without the recorded decisions that led to
-        the recorded point (logs before format 4), or with decisions that lead elsewhere, the log is refused."""
+        the recorded point (logs before format 4), or with decisions that lead elsewhere, the log is refused.
+        A design point can (another scipy may draw another design): the recorded one is kept, with a warning."""
+        if proposal is not None and proposal.meta.get("phase") == "design":
+            self._diverged(divergence)
+            return Proposal(recorded, proposal.meta)
         why = ("its recorded decisions lead to another point" if self._replay_decisions is not None
                else "the log records no tree decisions (written before log format 4)")
         raise ReplayError(f"{self.name}: cannot replay {divergence}: {why}")
@@ -382,6 +405,12 @@ class SOO(Optimizer):
         return 0.0
 
     def _rank(self, node: Node) -> float:
+        """What a leaf competes with in a sweep: its centre's value, or the best design point's inside its box
+        when that is better. Both are values of the function in the cell, so SOO's optimism holds for either;
+        a design point lets a cell whose centre is poor (a collapsed step size next to the best ones) be split."""
+        return max(self._value(node), self._inside_best(node))
+
+    def _value(self, node: Node) -> float:
         if node.state == FAILED:
             return -math.inf
         if node.state == PENDING:
@@ -392,4 +421,19 @@ class SOO(Optimizer):
         """The value a pending leaf competes with in a sweep."""
         if node.parent < 0:
             return -math.inf
-        return self._rank(self.tree.nodes[node.parent])
+        return self._value(self.tree.nodes[node.parent])
+
+    def _add_inside(self, trial: Trial) -> None:
+        """A design point's value: it ranks the leaves whose box holds the point from now on."""
+        self._inside_u = np.vstack([self._inside_u, trial.candidate.u])
+        self._inside_y = np.append(self._inside_y, trial.score)
+        self._inside.clear()
+
+    def _inside_best(self, node: Node) -> float:
+        if not len(self._inside_y):
+            return -math.inf
+        best = self._inside.get(node.id)
+        if best is None:
+            holds = np.all((self._inside_u >= node.lower) & (self._inside_u <= node.upper), axis=1)
+            best = self._inside[node.id] = float(self._inside_y[holds].max(initial=-math.inf))
+        return best
