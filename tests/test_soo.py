@@ -262,8 +262,8 @@ def test_minimize_reports_tree_values_in_the_users_sign():
                                               ({"h_max": -1}, "h_max must"),
                                               ({"h_max": "log"}, "h_max must be one of auto, none, sqrt"),
                                               ({"expand_pending": True}, "expand_pending must be one of idle"),
-                                              ({"design": -1}, "design must be an integer >= 0"),
-                                              ({"design": 2.5}, "design must be an integer >= 0")])
+                                              ({"design": -1}, "design must be an integer >= 0 or .blind."),
+                                              ({"design": 2.5}, "design must be an integer >= 0 or .blind.")])
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message):
         make_optimizer("soo", unit_space(1), **options)
@@ -361,3 +361,38 @@ def test_a_recorded_design_point_is_kept_when_replay_draws_another_with_a_warnin
     with pytest.warns(ReplayDivergence, match="replay diverged"):
         restored.load_state_dict({**opt.state_dict(), "seed": 2})
     assert [t.candidate.u.tolist() for t in restored.trials.values()] == [c.u.tolist() for c in cands]
+
+
+def test_a_blind_design_changes_nothing_with_one_worker():
+    textbook = run_sequential(SOO(unit_space(3)), HARTMANN3, 60)
+    blind = run_sequential(SOO(unit_space(3), design="blind"), HARTMANN3, 60)
+    assert np.array_equal(np.array(blind), np.array(textbook))
+
+
+def test_asks_made_blind_after_the_root_are_design_points_until_a_result_is_known():
+    opt = SOO(unit_space(5), design="blind")
+    first = [opt.ask() for _ in range(16)]
+    assert first[0].meta["node"] == 0 and [c.meta["phase"] for c in first[1:]] == ["design"] * 15
+    assert len(opt.tree.nodes) == 1  # the tree did not split blind
+    lows = np.array([c.u for c in first[1:]]) < 0.5
+    assert lows.any(axis=0).all() and (~lows).any(axis=0).all()  # both halves of every side are covered
+    opt.tell(first[0].id, 1.0)
+    assert opt.ask().meta["phase"] == "soo"
+
+
+def test_a_blind_design_does_not_depend_on_the_order_of_the_variables():
+    def first_asks(order):
+        opt = make_optimizer("soo", Space.from_dict({name: LISTED[name] for name in order}), design="blind")
+        return [tuple(opt.ask().params[name] for name in sorted(LISTED)) for _ in range(8)]
+
+    assert first_asks(["lr", "rank", "dropout"]) == first_asks(["dropout", "lr", "rank"])
+
+
+@pytest.mark.parametrize("algorithm", ["soo", "bamsoo"])
+def test_a_run_with_a_blind_design_is_restored_by_replay(algorithm):
+    opt = make_optimizer(algorithm, unit_space(3), design="blind")
+    run_parallel(opt, HARTMANN3, 40, workers=8)
+    restored = make_optimizer(algorithm, unit_space(3), design="blind")
+    restored.load_state_dict(opt.state_dict())
+    assert restored.tree_table()["value"].tolist() == opt.tree_table()["value"].tolist()
+    assert np.allclose(restored.ask().u, opt.ask().u)

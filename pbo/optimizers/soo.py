@@ -41,6 +41,7 @@ from collections import deque
 from typing import Any, Callable
 
 import numpy as np
+from scipy.stats import qmc
 
 from pbo.optimizers.base import Candidate, Optimizer, Proposal, ReplayError, Trial, TrialState
 from pbo.optimizers.lhs import Design
@@ -73,6 +74,11 @@ H_MAX_NAMES = ("auto", *H_MAX_RULES)
 #: its depth, `side` 1 if it had split something, `value` its v_max). Replay applies them instead of
 #: recomputing them (see `_replay_ask`).
 SPLIT, FILL, APPROX, ASK, SWEEP = "split", "fill", "approx", "ask", "sweep"
+#: `design: blind`: the asks made while no result is known but the root's centre take points of a scrambled
+#: Halton sequence instead of the tree's blind splits (see SOO's docstring).
+BLIND = "blind"
+#: Draws of the blind design tried before an ask gives up on it (a small discrete space may be used up).
+BLIND_TRIES = 100
 DECISION_KINDS = (SPLIT, FILL, APPROX, ASK, SWEEP)
 
 
@@ -85,7 +91,10 @@ class SOO(Optimizer):
     dimension and worker count tried), and among sides seen alike the variable whose name comes first, so
     the tree does not depend on the order in which the space lists its variables; "index", the lowest, so
     results depend on that order); `design`, how many points of a Latin hypercube to ask before the tree's
-    first centre (0: none, the textbook algorithm), drawn so as not to depend on the order of the variables.
+    first centre (0: none, the textbook algorithm), drawn so as not to depend on the order of the variables,
+    or "blind": the root's centre first, then, while no result is known (the first asks of several workers),
+    points of a scrambled Halton sequence, so that a wide first batch covers the space instead of the tree's
+    first levels along a few sides; with one worker nothing is asked blind and this is the textbook algorithm.
     A design point is no cell's centre, but it ranks the leaf that holds it: a leaf ranks by the best real value
     inside its box, its centre's or a design point's (see `_rank`)."""
 
@@ -99,8 +108,8 @@ class SOO(Optimizer):
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
                  expand_pending: str = "idle", tie_break: str = "variation", design: int = 0) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
-        if isinstance(design, bool) or not isinstance(design, int) or design < 0:
-            raise ValueError(f"{self.name}: design must be an integer >= 0, got {design!r}")
+        if design != BLIND and (isinstance(design, bool) or not isinstance(design, int) or design < 0):
+            raise ValueError(f"{self.name}: design must be an integer >= 0 or {BLIND!r}, got {design!r}")
         if int(k) != k or k < 2:
             raise ValueError(f"{self.name}: k must be an integer >= 2, got {k!r}")
         if failure not in FAILURE_POLICIES:
@@ -126,7 +135,9 @@ class SOO(Optimizer):
         names = [var.name for var in space.variables]
         alphabetical = {name: rank for rank, name in enumerate(sorted(names))}
         self._name_rank = [alphabetical[name] for name in names]  # the last tie-break, order-free
-        self.design = Design(space.dim, design, self.rng, columns=self._name_rank)
+        self.blind = design == BLIND
+        self.design = Design(space.dim, 0 if self.blind else design, self.rng, columns=self._name_rank)
+        self._halton = qmc.Halton(d=space.dim, rng=self.rng) if self.blind else None
         self._inside_u, self._inside_y = np.zeros((0, space.dim)), np.zeros(0)  # design points' real values
         self._inside: dict[int, float] = {}  # node id -> best of those inside its box (cleared as they come)
         self._varied: set[int] = set()  # parents whose children's variation is recorded
@@ -165,9 +176,9 @@ class SOO(Optimizer):
         if self._replay_decisions is not None:
             self.design.cursor = len(self.design)  # a tree ask: the design is over (or the log had none)
             return self._replay_ask(self._replay_decisions)
-        nxt = self.design.next(lambda u: self.lookup(u) is None)
-        if nxt is not None:
-            return Proposal(nxt[1], {"phase": "design", "index": nxt[0]})
+        design = self._design_proposal()
+        if design is not None:
+            return design
         self._speculate = self.expand_pending == "always"
         for _ in range(MAX_STEPS_PER_ASK):
             while self._queue:
@@ -178,6 +189,21 @@ class SOO(Optimizer):
                 if self._speculate or self.expand_pending == "never" or not self.n_pending:
                     return None
                 self._speculate = True  # no leaf with a known value can be split: a pending one may
+        return None
+
+    def _design_proposal(self) -> Proposal | None:
+        """The next design point: of the Latin hypercube while any is left, or (`design: blind`) of the Halton
+        sequence while asks are made with none but pending results; None when the tree's turn has come."""
+        is_new = lambda u: self.lookup(u) is None  # noqa: E731
+        nxt = self.design.next(is_new)
+        if nxt is not None:
+            return Proposal(nxt[1], {"phase": "design", "index": nxt[0]})
+        if not self.blind or self.n_told or not self.n_pending:
+            return None
+        for _ in range(BLIND_TRIES):
+            u = self._halton.random(1)[0][self._name_rank]
+            if is_new(u):
+                return Proposal(u, {"phase": "design"})
         return None
 
     def _tell(self, trial: Trial) -> None:
