@@ -113,10 +113,10 @@ class BaMSOO(SOO):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
-                 expand_pending: str = "idle", tie_break: str = "variation", design: int = 0, eta: float = 0.05,
-                 min_points: int = 3,
-                 refit_growth: float = 0.2, kernel: str = "matern", approximate_with: str = "mean",
-                 pending: str = "believer", parallel: str = "ucb", fill_beta: float = 1.0, gp_points: int = 512,
+                 expand_pending: str = "idle", tie_break: str = "variation", design: int | str = 0,
+                 eta: float = 0.05, min_points: int = 3, refit_growth: float = 0.2, kernel: str = "matern",
+                 approximate_with: str = "mean", pending: str = "believer", parallel: str = "ucb",
+                 fill_beta: float = 1.0, gp_points: int = 512,
                  fill_leaves: int = 64, warp: str = "none", split: str = "widest", noise_margin: float = 0.0,
                  surrogate: Surrogate | None = None) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget, k=k, h_max=h_max, failure=failure,

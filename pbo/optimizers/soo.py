@@ -106,7 +106,7 @@ class SOO(Optimizer):
 
     def __init__(self, space: Space, *, seed: int = 0, minimize: bool = False, budget: int | None = None,
                  k: int = 3, h_max: Callable[[int], float] | float | str = "auto", failure: str = "worst",
-                 expand_pending: str = "idle", tie_break: str = "variation", design: int = 0) -> None:
+                 expand_pending: str = "idle", tie_break: str = "variation", design: int | str = 0) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         if design != BLIND and (isinstance(design, bool) or not isinstance(design, int) or design < 0):
             raise ValueError(f"{self.name}: design must be an integer >= 0 or {BLIND!r}, got {design!r}")
