@@ -162,15 +162,18 @@ def test_a_log_whose_writer_still_runs_is_not_taken_over(tmp_path):
     RunLog.reopen(path, n_workers=1).close()  # once it is gone, the run can be resumed
 
 
-@pytest.mark.parametrize("algorithm", ["bo", "soo", "bamsoo"])
+BO_OPTIONS = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16, "n_init": 4}
+
+
+@pytest.mark.parametrize("algorithm, options", [("bo", BO_OPTIONS), ("soo", {}), ("bamsoo", {}),
+                                                ("soo", {"design": 3}), ("bamsoo", {"design": "blind"})])
 @pytest.mark.parametrize("on_a_thread", [False, True])
-def test_a_run_that_asked_ahead_resumes_to_the_state_it_stopped_in(tmp_path, algorithm, on_a_thread):
+def test_a_run_that_asked_ahead_resumes_to_the_state_it_stopped_in(tmp_path, algorithm, options, on_a_thread):
     """Points asked ahead are logged at dispatch, after results that came in meanwhile, and those not yet
     dispatched when the run stops are logged then (worker -1); replay puts each ask back where it was made, so
     the restored optimizer is the one that stopped, its tree included, and that is the tree logged last.
     Asked between results on the simulated cluster, or by the asker thread for workers with a real clock."""
     config = {**CONFIG, "algorithm": algorithm, "budget": 16}
-    options = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16, "n_init": 4} if algorithm == "bo" else {}
     objective = Objective("toy", toy, space=SPACE.to_dict())
     before = make_optimizer(algorithm, SPACE, seed=config["seed"], budget=16, **options)
     backend = (ThreadWorkers(3, lambda params: time.sleep(0.05) or toy(params)) if on_a_thread
