@@ -8,6 +8,7 @@ import pytest
 
 from pbo.objectives.synthetic import FUNCTIONS
 from pbo.optimizers import make_optimizer
+from pbo.optimizers.base import ReplayDivergence
 from pbo.optimizers.soo import SOO
 from pbo.space import Space
 from pbo.tree import EVALUATED, FAILED, INHERITED, PENDING, Tree
@@ -341,18 +342,17 @@ def test_a_leaf_ranks_by_the_best_design_value_inside_its_box():
     assert opt.tree.nodes[holder.id].expanded  # split at depth 1 though another leaf's centre is as good
 
 
-def test_a_design_run_is_restored_by_replay_to_the_same_tree():
-    opt = SOO(unit_space(2), design=5)
-    run_sequential(opt, lambda p: -((p["x1"] - 0.3) ** 2 + (p["x2"] - 0.7) ** 2), 30)
-    restored = SOO(unit_space(2), design=5)
+@pytest.mark.parametrize("algorithm, design, workers", [("soo", 5, 1), ("soo", "blind", 8), ("bamsoo", "blind", 8)])
+def test_a_run_with_a_design_is_restored_by_replay_to_the_same_tree(algorithm, design, workers):
+    opt = make_optimizer(algorithm, unit_space(3), design=design)
+    run_parallel(opt, HARTMANN3, 40, workers=workers)
+    restored = make_optimizer(algorithm, unit_space(3), design=design)
     restored.load_state_dict(opt.state_dict())
     assert restored.tree_table()["value"].tolist() == opt.tree_table()["value"].tolist()
     assert np.allclose(restored.ask().u, opt.ask().u)
 
 
 def test_a_recorded_design_point_is_kept_when_replay_draws_another_with_a_warning():
-    from pbo.optimizers.base import ReplayDivergence
-
     opt = SOO(unit_space(2), design=3, seed=1)
     cands = [opt.ask() for _ in range(4)]
     for cand in cands:
@@ -386,13 +386,3 @@ def test_a_blind_design_does_not_depend_on_the_order_of_the_variables():
         return [tuple(opt.ask().params[name] for name in sorted(LISTED)) for _ in range(8)]
 
     assert first_asks(["lr", "rank", "dropout"]) == first_asks(["dropout", "lr", "rank"])
-
-
-@pytest.mark.parametrize("algorithm", ["soo", "bamsoo"])
-def test_a_run_with_a_blind_design_is_restored_by_replay(algorithm):
-    opt = make_optimizer(algorithm, unit_space(3), design="blind")
-    run_parallel(opt, HARTMANN3, 40, workers=8)
-    restored = make_optimizer(algorithm, unit_space(3), design="blind")
-    restored.load_state_dict(opt.state_dict())
-    assert restored.tree_table()["value"].tolist() == opt.tree_table()["value"].tolist()
-    assert np.allclose(restored.ask().u, opt.ask().u)
