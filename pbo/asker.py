@@ -161,7 +161,9 @@ class InlineAsker:
 
 class ThreadAsker:
     """Owns the optimizer on a thread of its own: tells results in the order they were passed and keeps as many
-    candidates ready as there are idle workers, plus `AHEAD` while asking ahead is wanted.
+    candidates ready as there are idle workers, plus `AHEAD` while asking ahead is wanted. Once results were told,
+    it has the optimizer `prepare()` the next ask (a GP fit) as soon as it has nothing else to do: an ask
+    that came first may have done that work already, and `prepare` then costs nothing.
 
     Only this thread touches the optimizer until `close()` returns; an exception it raises is raised again on
     the scheduler's thread by the next `take()` or by `close()`.
@@ -180,6 +182,7 @@ class ThreadAsker:
         self._idle = 0
         self._asking = False
         self._stalled = False  # the last ask returned None: only a result can change that
+        self._unprepared = False  # results were told since the latest prepare()
         self._ahead = self.policy.wanted(self.optimizer, self.n_workers)  # the policy's deques are this thread's
         self._exhausted = False
         self._closing = False
@@ -190,8 +193,11 @@ class ThreadAsker:
         self._thread.start()
 
     def tell(self, result: TrialResult) -> None:
+        """Queue a result; its worker is idle from now on, so the thread asks for it at once rather than prepare
+        while the scheduler hands it a ready candidate."""
         with self._cond:
             self._tells.append(result)
+            self._idle += 1
             self._cond.notify_all()
 
     def tree(self) -> dict[str, Any] | None:
@@ -204,7 +210,10 @@ class ThreadAsker:
     def take(self) -> Candidate | None:
         with self._cond:
             self._raise()
-            return self._ready.popleft() if self._ready else None
+            if not self._ready:
+                return None
+            self._idle = max(0, self._idle - 1)
+            return self._ready.popleft()
 
     def exhausted(self) -> bool:
         with self._cond:
@@ -248,16 +257,22 @@ class ThreadAsker:
             return False
         return len(self._ready) < self._idle + self.AHEAD * self._ahead
 
+    def _should_prepare(self) -> bool:
+        return self._unprepared and not self._closing and self._remaining > 0
+
     def _serve(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._closing or self._tells or self._should_ask())
+                self._cond.wait_for(
+                    lambda: self._closing or self._tells or self._should_ask() or self._should_prepare())
                 results = list(self._tells)
                 self._tells.clear()
                 if self._closing and not results:
                     return
                 self._stalled = self._stalled and not results
                 ask = self._should_ask()
+                prepare = not ask and not results and self._should_prepare()
+                self._unprepared = (self._unprepared or bool(results)) and not prepare
                 self._asking = True
             candidate, table = None, None
             try:
@@ -269,6 +284,8 @@ class ThreadAsker:
                 if ask:
                     candidate = self.policy.ask(self.optimizer, self.n_workers)
                     exhausted = candidate is None and not self.optimizer.pending()
+                elif prepare:
+                    self.optimizer.prepare()
             except BaseException as exc:  # noqa: BLE001 - handed to the scheduler's thread
                 with self._cond:
                     self._error, self._asking = exc, False

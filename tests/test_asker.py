@@ -36,6 +36,13 @@ class Witness(RandomSearch):
         super().tell(candidate_id, value)
 
 
+class Preparing(Witness):
+    """Also notes each prepare() with the number of results told by then."""
+
+    def prepare(self):
+        self.calls.append(("prepare", self.n_told, threading.current_thread().name))
+
+
 def threaded(optimizer, remaining, mode="always", workers=2):
     return ThreadAsker(optimizer, remaining, AskAhead(mode), workers)
 
@@ -178,3 +185,50 @@ def test_each_ask_is_told_the_time_it_may_take_and_none_when_the_master_time_is_
         policy.observe(ok(optimizer.ask()))  # a one-second trial
         policy.ask(optimizer, 2)
         assert optimizer.time_per_ask == expected
+
+
+def until(condition):
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the asker's thread never got there"
+        time.sleep(0.01)
+
+
+def test_between_results_the_thread_prepares_the_next_ask_and_only_after_new_results():
+    optimizer = Preparing(Space.from_dict(X), budget=10)
+    asker = threaded(optimizer, remaining=10, mode="never")
+    asker.before_wait(idle=2)
+    settle(asker)
+    first, second = asker.take(), asker.take()
+    asker.before_wait(idle=0)
+    asker.tell(ok(first))
+    asker.tell(ok(second))
+    until(lambda: ("prepare", 2, "pbo-asker") in optimizer.calls)
+    time.sleep(0.05)
+    asker.close()
+    ops = " ".join(op for op, _, _ in optimizer.calls).split("prepare")
+    assert ops[-1] == "" and all("tell" in before for before in ops[:-1])  # each prepare follows new results
+
+
+def test_the_thread_prepares_nothing_once_the_budget_is_asked():
+    optimizer = Preparing(Space.from_dict(X), budget=2)
+    asker = threaded(optimizer, remaining=2, mode="never")
+    asker.before_wait(idle=2)
+    settle(asker)
+    first, second = asker.take(), asker.take()
+    asker.tell(ok(first))
+    asker.tell(ok(second))
+    asker.close()
+    assert [op for op, _, _ in optimizer.calls].count("prepare") == 0
+
+
+def test_a_told_result_gets_its_worker_a_candidate_without_waiting_for_the_scheduler():
+    asker = threaded(Witness(Space.from_dict(X), budget=10), remaining=10, mode="never")
+    asker.before_wait(idle=1)
+    settle(asker)
+    candidate = asker.take()
+    asker.before_wait(idle=0)
+    asker.tell(ok(candidate))
+    settle(asker)
+    assert asker.take().id == 2
+    asker.close()

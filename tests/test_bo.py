@@ -246,6 +246,24 @@ def test_asks_are_full_again_when_the_time_afforded_exceeds_the_last_full_ask():
     assert "effort" not in opt.ask().meta
 
 
+def test_an_ask_after_prepare_proposes_the_same_point_without_fitting_again():
+    prepared, plain = (run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 6) for _ in range(2))
+    prepared.prepare()
+    fits = prepared.n_fits
+    assert np.array_equal(prepared.ask().u, plain.ask().u) and prepared.n_fits == fits
+
+
+def test_once_asks_are_quick_prepare_takes_the_refits_off_the_asks():
+    opt = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 6)  # 2 full GP asks, the latest fit on 5
+    opt.time_per_ask = 1e-9
+    opt.prepare()  # the fit on 5 is up to date: nothing to fit
+    fits = opt.n_fits
+    run(opt, 2)  # quick asks on 6 and 7 successes: 6 >= 5 x 1.2 is due, but below 5 x 1.4 the ask leaves it
+    assert opt.n_fits == fits
+    opt.prepare()
+    assert opt.n_fits == fits + 1 and opt._fit[0] == 8
+
+
 def test_the_acquisition_searchs_harmless_numerical_warnings_stay_silent(monkeypatch):
     real_search = bo.optimize_acqf
 

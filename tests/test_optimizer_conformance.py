@@ -132,6 +132,17 @@ def test_same_seed_gives_the_same_run(name):
     assert runs[0] == runs[1]
 
 
+def test_prepare_between_results_changes_no_record_and_the_run_goes_on(name):
+    opt = build(name, budget=30)
+    run_parallel(opt, 14, lambda c: BRANIN(c.params), workers=3)
+    events = opt.state_dict()["events"]
+    opt.prepare()
+    opt.prepare()
+    assert opt.state_dict()["events"] == events
+    run_parallel(opt, 8, lambda c: BRANIN(c.params), workers=3)
+    assert opt.n_told == 22
+
+
 def test_restored_state_continues_like_the_uninterrupted_run(name):
     values = {}
 

@@ -109,6 +109,11 @@ class Optimizer:
 
     # ---- public protocol -------------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Do now the part of the next ask that the results told so far decide (a model fit), so that the ask
+        itself is quicker: called by an asker with nothing else to do between results (`pbo.asker.ThreadAsker`).
+        The ask redoes nothing that is still up to date. Default: nothing to prepare."""
+
     def ask(self) -> Candidate | None:
         proposal = self._ask()
         if self._replaying is not None:

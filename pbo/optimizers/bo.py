@@ -172,6 +172,7 @@ class GPBO(Optimizer):
         self._full_seconds: float | None = None  # how long the latest full GP ask took
         self._quick_seconds = math.inf  # and the latest quick one
         self._quick_in_row = 0
+        self._prepared = False  # an asker calls prepare() between results
 
     def _ask(self) -> Proposal | None:
         nxt = self.design.next(self._is_new)
@@ -196,14 +197,29 @@ class GPBO(Optimizer):
         # Every local maximizer snapped onto a known point (small integer or categorical space).
         return self._random(rng, "random")
 
-    def _quick(self) -> bool:
+    def _quick(self, count: bool = True) -> bool:
         """Whether this ask is a quick one: the latest full ask took longer than the scheduler can afford, unless
-        it is time to measure a full one again (QUICK_RUN)."""
+        it is time to measure a full one again (QUICK_RUN). `count`: this is the ask (not a look ahead)."""
         limit = self.time_per_ask
         quick = None not in (limit, self._full_seconds) and self._full_seconds > limit and not (
             self._quick_in_row >= QUICK_RUN and self._quick_seconds * QUICK_SPEEDUP <= limit)
-        self._quick_in_row = self._quick_in_row + 1 if quick else 0
+        if count:
+            self._quick_in_row = self._quick_in_row + 1 if quick else 0
         return quick
+
+    def prepare(self) -> None:
+        """Fit the hyperparameters the next ask will use. During the design too: each early fit starts the next
+        one warm, so the first GP ask does not pay for a fit from scratch; and once asks are quick, they leave a
+        due refit to this call (`_hyperparameters`). Only an asker thread prepares (real workers, whose asks
+        already depend on when results arrive); sequential and simulated runs stay deterministic for their seed."""
+        self._prepared = True
+        if len(self._told) < MIN_GP_POINTS:
+            return
+        try:
+            with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(self._told)} points"):
+                self._hyperparameters(len(self._told), self._quick(count=False), asking=False)
+        except ModelFittingError:
+            pass  # the ask meets the same failure and falls back to a random point
 
     def _tell(self, trial: Trial) -> None:
         self._told.append(trial.candidate.id)
@@ -269,12 +285,14 @@ class GPBO(Optimizer):
                 return size
             size = following
 
-    def _hyperparameters(self, n: int, quick: bool = False) -> dict[str, torch.Tensor]:
+    def _hyperparameters(self, n: int, quick: bool = False, asking: bool = True) -> dict[str, torch.Tensor]:
         """The GP hyperparameters of the scheduled fit for `n` successful trials (fitted now if due), starting
         from the previous fit's values: near the optimum once the data stop surprising the model. A quick ask
-        keeps the latest fit until the data grew by QUICK_REFIT_GROWTH."""
+        keeps the latest fit until the data grew by QUICK_REFIT_GROWTH, or by twice that when an asker
+        prepares asks (`prepare`): the refit is then left to `prepare`, between results, unless it fell behind."""
         size = self.fit_size(n)
-        if quick and self._fit is not None and size < self._fit[0] * (1 + QUICK_REFIT_GROWTH):
+        growth = QUICK_REFIT_GROWTH * (2 if asking and self._prepared else 1)
+        if quick and self._fit is not None and size < self._fit[0] * (1 + growth):
             size = self._fit[0]
         if self._fit is None or self._fit[0] != size:
             u, y = self._gp_data([self.trials[cid] for cid in self._told[:size]])
