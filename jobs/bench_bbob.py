@@ -40,6 +40,7 @@ Commands (from the repository root; add `nice -n 10` on a shared machine):
     python jobs/bench_bbob.py --workers 4 --algorithms bamsoo,bo,optuna_tpe,ngopt,cma --json jobs/results/w4.json
     python jobs/bench_bbob.py --reuse old.json --algorithms 'soo,bamsoo,new=bamsoo:{eta: 0.01}'  # only new runs
     python jobs/bench_bbob.py --report jobs/results/bbob.json          # tables and PNG, nothing run
+    python jobs/bench_bbob.py --report jobs/results/bbob.json --versus bamsoo --no-png  # problem by problem
 The full default (dims 2,5,10, instances 1-3, 100 x D, all algorithms) is hours of CPU: GP methods at 1000
 evaluations in 10-D dominate it.
 
@@ -86,7 +87,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from jobs.bbob.adapters import ALGORITHMS, Spec, SpecError, check_spec, parse_specs  # noqa: E402
-from jobs.bbob.report import format_tables, plot_ecdfs, summarize  # noqa: E402
+from jobs.bbob.report import format_paired, format_tables, paired, plot_ecdfs, summarize  # noqa: E402
 from jobs.bbob.suite import Job, Run, preload, run_job  # noqa: E402
 
 RESULTS = ROOT / "jobs" / "results"
@@ -138,6 +139,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", type=Path, help="take matching runs from this JSON instead of rerunning them")
     parser.add_argument("--report", type=Path, help="print tables and draw the PNG from this JSON; run nothing")
     parser.add_argument("--quick", action="store_true", help="dims 2,5, 10 functions, 1 instance, 20 x D")
+    parser.add_argument("--versus", metavar="SERIES",
+                        help="also compare every other series with this one problem by problem (e.g. 'bamsoo' or "
+                             "'bamsoo W=64'): ahead / even / behind and a sign test at each N x D")
     args = parser.parse_args(argv)
     if args.report:
         return args
@@ -252,7 +256,7 @@ def save(path: Path, header: dict[str, Any], runs: list[Run], complete: bool, wa
     tmp.replace(path)
 
 
-def report(runs: list[Run], png: Path | None, headline: str, notes: list[str]) -> None:
+def report(runs: list[Run], png: Path | None, headline: str, notes: list[str], versus: str | None = None) -> None:
     print(headline)
     for note in notes:
         print(f"note: {note}")
@@ -260,6 +264,9 @@ def report(runs: list[Run], png: Path | None, headline: str, notes: list[str]) -
         print(f"failed: {run.job.label} f{run.job.function} d{run.job.dim} i{run.job.instance} s{run.job.seed}: "
               f"{run.error}")
     print(format_tables(summarize(runs)))
+    if versus:
+        print()
+        print(format_paired(paired(runs, versus), versus))
     if png:
         plot_ecdfs(runs, png, headline)
         print(f"ECDF plot: {png}")
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         data, runs = load_runs(args.report)
         png = None if args.no_png else args.png or args.report.with_suffix(".png")
-        report(runs, png, data.get("command", str(args.report)), data.get("left_out", []))
+        report(runs, png, data.get("command", str(args.report)), data.get("left_out", []), args.versus)
         return 0
     settings = settings_of(args)
     specs, notes = runnable(args.specs, settings.workers)
@@ -301,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     headline = (f"BBOB: dims {settings.dims}, {len(settings.functions)} functions, instances {settings.instances}, "
                 f"{settings.seeds} seed(s), budget {settings.budget_factor} x D{w}; {len(todo)} runs in {wall:.0f} s "
                 f"on {args.jobs} processes ({len(runs) - len(todo)} reused)")
-    report(runs, None if args.no_png else args.png or out.with_suffix(".png"), headline, notes)
+    report(runs, None if args.no_png else args.png or out.with_suffix(".png"), headline, notes, args.versus)
     print(f"JSON: {out}")
     return 0
 

@@ -162,8 +162,8 @@ class InlineAsker:
 class ThreadAsker:
     """Owns the optimizer on a thread of its own: tells results in the order they were passed and keeps as many
     candidates ready as there are idle workers, plus `AHEAD` while asking ahead is wanted. Once results were told,
-    it has the optimizer `prepare()` the next ask (a GP fit) as soon as it has nothing else to do: an ask
-    that came first may have done that work already, and `prepare` then costs nothing.
+    and once before the first, it has the optimizer `prepare()` the next ask (a GP fit) as soon as it has nothing
+    else to do: an ask that came first may have done that work already, and `prepare` then costs nothing.
 
     Only this thread touches the optimizer until `close()` returns; an exception it raises is raised again on
     the scheduler's thread by the next `take()` or by `close()`.
@@ -182,7 +182,8 @@ class ThreadAsker:
         self._idle = 0
         self._asking = False
         self._stalled = False  # the last ask returned None: only a result can change that
-        self._unprepared = False  # results were told since the latest prepare()
+        self._began = False  # the scheduler called before_wait()
+        self._unprepared = False  # results were told since the latest prepare(), or the run began
         self._ahead = self.policy.wanted(self.optimizer, self.n_workers)  # the policy's deques are this thread's
         self._exhausted = False
         self._closing = False
@@ -220,8 +221,11 @@ class ThreadAsker:
             return self._exhausted
 
     def before_wait(self, idle: int) -> None:
+        """The scheduler dispatched what it could and waits, with `idle` workers idle. The first call (the run
+        began) also allows a first prepare, after the asks for those workers."""
         with self._cond:
-            self._idle = idle
+            self._unprepared = self._unprepared or not self._began
+            self._idle, self._began = idle, True
             self._cond.notify_all()
 
     def ready(self) -> bool:

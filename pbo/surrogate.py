@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -34,6 +35,7 @@ from botorch.exceptions.errors import CandidateGenerationError, OptimizationGrad
 from botorch.exceptions import ModelFittingError as BotorchFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.transforms import Standardize
 from botorch.models.utils.gpytorch_modules import (get_covar_module_with_dim_scaled_prior,
                                                    get_matern_kernel_with_gamma_prior)
 from gpytorch.constraints import GreaterThan
@@ -95,6 +97,16 @@ def single_task_gp(x: torch.Tensor, y: torch.Tensor, *, kernel: str = "matern", 
         return SingleTaskGP(x, y.reshape(-1, 1), fixed_noise, likelihood=likelihood,
                             covar_module=KERNELS[kernel](x.shape[-1]),
                             outcome_transform=outcome_transform).to(torch.float64)
+
+
+@functools.cache
+def warm_up() -> None:
+    """Fit a throwaway GP, once per process: the first fit in a process pays about half a second of one-time
+    setup in torch and gpytorch (the same fit again takes a sixth of that). A caller with time to spare before
+    its first real fit (an asker thread before the first results) pays it then; no state but torch's is touched."""
+    x = torch.linspace(0, 1, 4, dtype=torch.float64).unsqueeze(-1)
+    with one_thread():
+        fit_hyperparameters(single_task_gp(x, torch.sin(6 * x).squeeze(-1), outcome_transform=Standardize(m=1)), 0)
 
 
 def fit_hyperparameters(model: SingleTaskGP, seed: int, start: dict[str, torch.Tensor] | None = None) -> None:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobs import bench_bbob  # noqa: E402
 from jobs.bbob.adapters import Spec, parse_specs  # noqa: E402
-from jobs.bbob.report import ecdf, ecdf_area, median_log_regret  # noqa: E402
+from jobs.bbob.report import ecdf, ecdf_area, format_paired, median_log_regret, paired  # noqa: E402
 from jobs.bbob.suite import Job, Problem, Recorder, Run, run_async, run_job  # noqa: E402
 
 
@@ -62,6 +62,25 @@ def test_ecdf_counts_run_target_pairs_solved_by_each_evaluation():
     assert ecdf_area([a, b], targets=(1.0, 0.01)) == pytest.approx((1 - math.log10(2) / math.log10(3)) / 4)
     # Median log10 regret after 2 evaluations: median of log10(0.5) and log10(2).
     assert median_log_regret([a, b], 2) == pytest.approx((math.log10(0.5) + math.log10(2.0)) / 2)
+
+
+def labelled_run(label, function, final_regret, evaluations=20):
+    job = Job(function, 2, 1, 0, label, "random", "{}", evaluations)
+    return Run(job, evaluations, [[1, 100.0], [evaluations, final_regret]], 0.0, 0.0, 0.0)
+
+
+def test_a_paired_comparison_counts_problems_ahead_even_and_behind_with_a_sign_test():
+    # At 10 x D (20 evaluations in 2-D) the reference is ahead on f1-f3, even on f4 (0.05 decade) and on f5 (both
+    # at the 1e-8 floor), behind on f6; f7 ran for the reference only.
+    ref = [labelled_run("ref", f, r) for f, r in [(1, 1e-3), (2, 1e-3), (3, 1e-3), (4, 1e-3), (5, 1e-12), (6, 1.0),
+                                                  (7, 1.0)]]
+    peer = [labelled_run("peer", f, r) for f, r in [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.12e-3), (5, 1e-9),
+                                                    (6, 1e-3)]]
+    (pairing,) = paired(ref + peer, "ref")
+    assert (pairing.dim, pairing.other, pairing.n) == (2, "peer", 10)
+    assert (pairing.ahead, pairing.even, pairing.behind) == (3, 2, 1)
+    assert pairing.p == pytest.approx(0.625)  # 3 of 4 decided problems: 2 x (1 + 4) / 16
+    assert "D=2 vs peer" in format_paired([pairing], "ref") and "3/  2/1" in format_paired([pairing], "ref")
 
 
 def test_a_run_record_expands_to_the_best_so_far_curve():
@@ -158,6 +177,8 @@ def test_report_redraws_tables_from_a_json_without_running(tmp_path, monkeypatch
     monkeypatch.setattr(bench_bbob, "run_job", lambda job: pytest.fail("--report ran a job"))
     assert bench_bbob.main(["--report", str(tmp_path / "b.json"), "--png", str(tmp_path / "r.png")]) == 0
     assert "D=2, all functions" in capsys.readouterr().out and (tmp_path / "r.png").exists()
+    assert bench_bbob.main(["--report", str(tmp_path / "b.json"), "--no-png", "--versus", "random"]) == 0
+    assert "paired with random: no problem" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("algorithms, message", [

@@ -133,6 +133,67 @@ def format_tables(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+#: Log10 regrets closer than this are even in a paired comparison (a tenth of a decade).
+EVEN = 0.1
+
+
+@dataclass
+class Pairing:
+    """A reference series against another on the problems (function, instance, seed) both ran in one dimension,
+    at N x D evaluations: how often the reference's best regret is lower by more than EVEN decades (ahead), within
+    EVEN (even, both at the 1e-8 floor included) or higher (behind), and the two-sided sign test's p-value of
+    ahead against behind: small when one of the two is ahead on more problems than chance would give."""
+
+    dim: int
+    other: str
+    n: int
+    ahead: int
+    even: int
+    behind: int
+    p: float
+
+
+def paired(runs: Sequence[Run], reference: str) -> list[Pairing]:
+    """Every other series paired with `reference` (a series name, e.g. "bamsoo W=64") at each checkpoint."""
+    from scipy.stats import binomtest
+
+    ok = [r for r in runs if r.error is None and r.improvements]
+    by = {(series(r), r.job.dim, r.job.function, r.job.instance, r.job.seed): r for r in ok}
+    out = []
+    for dim in sorted({r.job.dim for r in ok}):
+        mine = {key[2:]: run for key, run in by.items() if key[0] == reference and key[1] == dim}
+        for other in dict.fromkeys(series(r) for r in ok if r.job.dim == dim and series(r) != reference):
+            shared = [(run, by[(other, dim, *problem)]) for problem, run in mine.items()
+                      if (other, dim, *problem) in by]
+            if not shared:
+                continue
+            factor = min(min(a.job.budget, b.job.budget) for a, b in shared) / dim
+            for c in (c for c in CHECKPOINTS if c <= factor + 1e-9):
+                gaps = np.array([_log_regret(b, c * dim) - _log_regret(a, c * dim) for a, b in shared])
+                ahead, behind = int((gaps > EVEN).sum()), int((gaps < -EVEN).sum())
+                p = binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
+                out.append(Pairing(dim, other, c, ahead, len(gaps) - ahead - behind, behind, float(p)))
+    return out
+
+
+def _log_regret(run: Run, n: int) -> float:
+    return math.log10(max(run.regret_at(n), REGRET_FLOOR))
+
+
+def format_paired(pairings: Sequence[Pairing], reference: str) -> str:
+    """One line per dimension and other series: ahead / even / behind and the sign test's p at each N x D."""
+    if not pairings:
+        return f"paired with {reference}: no problem that it and another series both ran"
+    width = max(len(p.other) for p in pairings) + 1
+    out = [f"paired with {reference}: problems where its best regret is lower by more than {EVEN} decade "
+           f"(ahead), within it (even) or higher (behind), and the two-sided sign test's p of ahead vs behind"]
+    for dim, other in dict.fromkeys((p.dim, p.other) for p in pairings):
+        cells = [f"@{p.n}D {p.ahead:>3}/{p.even:>3}/{p.behind:<3} p={p.p:<5.2g}"
+                 for p in pairings if (p.dim, p.other) == (dim, other)]
+        out.append(f"D={dim} vs {other:<{width}}" + "  ".join(cells))
+    return "\n".join(out)
+
+
 def plot_ecdfs(runs: Sequence[Run], path: Path, title: str = "") -> None:
     """ECDF curves against log10(evaluations / D): one row of panels per dimension, one panel per function set."""
     import matplotlib

@@ -61,7 +61,7 @@ import numpy as np
 from pbo.optimizers.base import Trial
 from pbo.optimizers.soo import APPROX, SOO
 from pbo.space import Space
-from pbo.surrogate import WARPS, GPSurrogate, ModelFittingError, unwarp, window
+from pbo.surrogate import WARPS, GPSurrogate, ModelFittingError, unwarp, warm_up, window
 from pbo.tree import APPROXIMATED, FAILED, PENDING, Node, widest
 
 MAX_APPROXIMATIONS = 1000
@@ -174,6 +174,13 @@ class BaMSOO(SOO):
         # B_N of the value's node; a design point's ordinal is its trial id
         self._real_bound.append(confidence_bound(trial.candidate.meta.get("node", trial.candidate.id), self.eta))
         self._stale = True
+
+    def prepare(self) -> None:
+        """Pay torch's one-time setup before the first fit (`surrogate.warm_up`), and nothing more: replay
+        recomputes each decision to check it against the log, and a fit made between results, at a time no
+        log records, would make that check fail."""
+        if isinstance(self.surrogate, GPSurrogate):
+            warm_up()
 
     def recommend(self) -> Trial | None:
         """The successful trial with the best GP mean at its point (the raw best without a GP): robust to one

@@ -58,7 +58,7 @@ from pbo.optimizers.lhs import Design
 from pbo.optimizers.random import random_unvisited
 from pbo.space import Space
 from pbo.surrogate import (KERNELS, WARPS, ModelFittingError, fit_hyperparameters, model_failures, one_thread,
-                           single_task_gp, window)
+                           single_task_gp, warm_up, window)
 
 #: How an ask accounts for the points still being evaluated (see `GPBO`).
 PENDING_MODES = ("believer", "qlognei")
@@ -208,12 +208,13 @@ class GPBO(Optimizer):
         return quick
 
     def prepare(self) -> None:
-        """Fit the hyperparameters the next ask will use. During the design too: each early fit starts the next
-        one warm, so the first GP ask does not pay for a fit from scratch; and once asks are quick, they leave a
-        due refit to this call (`_hyperparameters`). Only an asker thread prepares (real workers, whose asks
+        """Fit the hyperparameters the next ask will use (before two results: `surrogate.warm_up`). During the
+        design too: each early fit starts the next one warm, so the first GP ask does not pay for a fit from
+        scratch; and once asks are quick, they leave a due refit to this call (`_hyperparameters`). Only an asker thread prepares (real workers, whose asks
         already depend on when results arrive); sequential and simulated runs stay deterministic for their seed."""
         self._prepared = True
         if len(self._told) < MIN_GP_POINTS:
+            warm_up()
             return
         try:
             with torch.random.fork_rng(), one_thread(), model_failures(f"GP on {len(self._told)} points"):
