@@ -110,9 +110,10 @@ class Optimizer:
     # ---- public protocol -------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Do now the part of the next ask that the results told so far decide (a model fit), so that the ask
-        itself is quicker: called by an asker with nothing else to do between results (`pbo.asker.ThreadAsker`).
-        The ask redoes nothing that is still up to date. Default: nothing to prepare."""
+        """Spend time the asker has to spare on the next ask: do now what the results told so far decide (a
+        model fit) or what it will need (a one-time setup), so that the ask itself is quicker. Called by an asker
+        with nothing else to do, once the run began and after new results (`pbo.asker.ThreadAsker`); the ask
+        redoes nothing that is still up to date. Default: nothing to prepare."""
 
     def ask(self) -> Candidate | None:
         proposal = self._ask()

@@ -210,8 +210,9 @@ class GPBO(Optimizer):
     def prepare(self) -> None:
         """Fit the hyperparameters the next ask will use (before two results: `surrogate.warm_up`). During the
         design too: each early fit starts the next one warm, so the first GP ask does not pay for a fit from
-        scratch; and once asks are quick, they leave a due refit to this call (`_hyperparameters`). Only an asker thread prepares (real workers, whose asks
-        already depend on when results arrive); sequential and simulated runs stay deterministic for their seed."""
+        scratch; and once asks are quick, they leave a due refit to this call (`_hyperparameters`). Only an
+        asker thread prepares (real workers, whose asks already depend on when results arrive); sequential and
+        simulated runs stay deterministic for their seed."""
         self._prepared = True
         if len(self._told) < MIN_GP_POINTS:
             warm_up()
