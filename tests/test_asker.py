@@ -52,12 +52,17 @@ def ok(candidate):
                        t_end=1.0)
 
 
+def until(condition, what="got there"):
+    """Until `condition()` holds (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"the asker's thread never {what}"
+        time.sleep(0.01)
+
+
 def settle(asker):
     """Until the asker's thread has nothing left to do."""
-    deadline = time.monotonic() + 10
-    while asker.working():
-        assert time.monotonic() < deadline, "the asker's thread never settled"
-        asker.wait(0.05)
+    until(lambda: not asker.working(), "settled")
 
 
 def test_while_every_worker_is_busy_the_thread_asks_two_candidates_ahead():
@@ -185,13 +190,6 @@ def test_each_ask_is_told_the_time_it_may_take_and_none_when_the_master_time_is_
         policy.observe(ok(optimizer.ask()))  # a one-second trial
         policy.ask(optimizer, 2)
         assert optimizer.time_per_ask == expected
-
-
-def until(condition):
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "the asker's thread never got there"
-        time.sleep(0.01)
 
 
 def test_the_thread_prepares_the_next_ask_before_the_first_result_and_then_only_after_new_results():

@@ -62,9 +62,14 @@ def ecdf_area(runs: Sequence[Run], targets: Sequence[float] = TARGETS) -> float:
     return float(np.mean(areas)) if areas else math.nan
 
 
+def floored_log_regret(run: Run, n: int) -> float:
+    """log10 of the run's best regret after n evaluations, floored at REGRET_FLOOR."""
+    return math.log10(max(run.regret_at(n), REGRET_FLOOR))
+
+
 def median_log_regret(runs: Sequence[Run], n: int) -> float:
     """Median over runs of log10 of the best regret after n evaluations (floored at 1e-8)."""
-    values = [math.log10(max(run.regret_at(n), REGRET_FLOOR)) for run in runs if run.improvements]
+    values = [floored_log_regret(run, n) for run in runs if run.improvements]
     return float(np.median(values)) if values else math.nan
 
 
@@ -169,15 +174,11 @@ def paired(runs: Sequence[Run], reference: str) -> list[Pairing]:
                 continue
             factor = min(min(a.job.budget, b.job.budget) for a, b in shared) / dim
             for c in (c for c in CHECKPOINTS if c <= factor + 1e-9):
-                gaps = np.array([_log_regret(b, c * dim) - _log_regret(a, c * dim) for a, b in shared])
+                gaps = np.array([floored_log_regret(b, c * dim) - floored_log_regret(a, c * dim) for a, b in shared])
                 ahead, behind = int((gaps > EVEN).sum()), int((gaps < -EVEN).sum())
                 p = binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
                 out.append(Pairing(dim, other, c, ahead, len(gaps) - ahead - behind, behind, float(p)))
     return out
-
-
-def _log_regret(run: Run, n: int) -> float:
-    return math.log10(max(run.regret_at(n), REGRET_FLOOR))
 
 
 def format_paired(pairings: Sequence[Pairing], reference: str) -> str:
