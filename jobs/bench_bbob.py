@@ -33,6 +33,13 @@ nevergrad is built with num_workers=W; CMA-ES hands out its generation one point
 whole generation is back. DIRECT is sequential only and is left out (the output says so). Tables then read
 "label W=4", and curves are in order of completion.
 
+Crashing trials (`--crash SHARE`): a trial crashes, with no value, in a half-space holding that share of the cube
+(its direction random for each function, instance and dimension, turned so that it never holds the optimum:
+`jobs/bbob/suite.py:crash_region`), as out-of-memory errors and diverged losses do at one end of a
+hyperparameter range. A crash spends an evaluation and is told as a failure (NaN: pbo records a failed trial,
+Optuna a FAIL); algorithms that cannot be told one (DIRECT, NGOpt, CMA-ES) are left out. The report adds the
+crashed trials per run.
+
 Commands (from the repository root; add `nice -n 10` on a shared machine):
     python jobs/bench_bbob.py --quick                                  # ~4 min on 2 cores: jobs/results/bbob_quick.json
     python jobs/bench_bbob.py --dims 2,5 --budget-factor 50 --instances 1 --seeds 1
@@ -41,20 +48,21 @@ Commands (from the repository root; add `nice -n 10` on a shared machine):
     python jobs/bench_bbob.py --reuse old.json --algorithms 'soo,bamsoo,new=bamsoo:{eta: 0.01}'  # only new runs
     python jobs/bench_bbob.py --report jobs/results/bbob.json          # tables and PNG, nothing run
     python jobs/bench_bbob.py --report jobs/results/bbob.json --versus bamsoo --no-png  # problem by problem
+    python jobs/bench_bbob.py --crash 0.3 --dims 2,5 --budget-factor 20 --algorithms bo,optuna_gp,optuna_tpe
 The full default (dims 2,5,10, instances 1-3, 100 x D, all algorithms) is hours of CPU: GP methods at 1000
 evaluations in 10-D dominate it.
 
 JSON layout: {"command": the command line, "argv", "settings": {dims, functions, instances, seeds,
-budget_factor, workers, sigma}, "algorithms": {label: {name, options}}, "left_out": [notes], "versions":
+budget_factor, workers, sigma, crash}, "algorithms": {label: {name, options}}, "left_out": [notes], "versions":
 {python, pbo commit, numpy, scipy, torch, ioh, optuna, nevergrad, cma, ...}, "complete": false while running
 (the file is saved every minute, so an interrupted run can be resumed with --reuse), "wall_seconds",
 "summary": [one row per dim x function set x series: dim, scope, series, runs, area, solved {N: fraction at
 N x D}, log_regret {N: median}, overhead_ms, overhead_cpu_ms], "runs": [{"job": {function, dim, instance,
-seed, label, algorithm, options (canonical JSON), budget, workers, sigma}, "evaluations", "improvements":
+seed, label, algorithm, options (canonical JSON), budget, workers, sigma, crash}, "evaluations", "improvements":
 [[evaluation, best regret], ...] each time the best regret fell (the whole best-so-far curve, losslessly;
-regrets to 6 significant digits), "seconds", "overhead_ms", "overhead_cpu_ms", "sim_time" (asynchronous:
-simulated time of the last result), "max_in_flight", "error" (null, or why the algorithm raised: such a run
-is left out of the tables and rerun by --reuse)}]}.
+regrets to 6 significant digits), "crashes" (evaluations that crashed), "seconds", "overhead_ms",
+"overhead_cpu_ms", "sim_time" (asynchronous: simulated time of the last result), "max_in_flight", "error"
+(null, or why the algorithm raised: such a run is left out of the tables and rerun by --reuse)}]}.
 
 Measurement notes: every process runs BLAS/OpenMP and torch on one thread (set here before numpy loads), so
 that overheads are comparable and two processes do not fight over 2 cores; nevergrad 1.0.12's metamodel
@@ -87,7 +95,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from jobs.bbob.adapters import ALGORITHMS, Spec, SpecError, check_spec, parse_specs  # noqa: E402
-from jobs.bbob.report import format_paired, format_tables, paired, plot_ecdfs, summarize  # noqa: E402
+from jobs.bbob.report import format_crashes, format_paired, format_tables, paired, plot_ecdfs, summarize  # noqa: E402
 from jobs.bbob.suite import Job, Run, preload, run_job  # noqa: E402
 
 RESULTS = ROOT / "jobs" / "results"
@@ -105,6 +113,7 @@ class Settings:
     budget_factor: int
     workers: int
     sigma: float
+    crash: float = 0.0
 
 
 def int_list(text: str) -> list[int]:
@@ -132,6 +141,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated name or label=name:{{options}}; names: {names}")
     parser.add_argument("--workers", type=int, default=1, help="simulated asynchronous workers (default 1)")
     parser.add_argument("--sigma", type=float, default=0.5, help="sigma of the lognormal trial durations (W > 1)")
+    parser.add_argument("--crash", type=float, default=0.0, metavar="SHARE",
+                        help="trials crash (no value) in a half-space holding this share of the cube, never the "
+                             "optimum (default 0); only algorithms that take failed trials run")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: cores)")
     parser.add_argument("--json", type=Path, help="output (default jobs/results/bbob.json, --quick bbob_quick.json)")
     parser.add_argument("--png", type=Path, help="ECDF plot (default: the JSON's path with .png)")
@@ -153,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     if min(args.workers, args.jobs, args.seeds or 1, args.budget_factor or 1) < 1 or args.sigma < 0:
         parser.error("--workers, --jobs, --seeds and --budget-factor must be at least 1, --sigma at least 0")
+    if not 0.0 <= args.crash < 1.0:
+        parser.error(f"--crash: the share of the cube where trials crash must be in [0, 1), got {args.crash}")
     if args.functions and not set(args.functions) <= set(range(1, 25)):
         parser.error(f"--functions: BBOB has functions 1-24, got {args.functions}")
     if args.dims and min(args.dims) < 2:
@@ -166,16 +180,19 @@ def settings_of(args: argparse.Namespace) -> Settings:
                     functions=args.functions or (int_list(QUICK_FUNCTIONS) if quick else list(range(1, 25))),
                     instances=args.instances or ([1] if quick else [1, 2, 3]), seeds=args.seeds or 1,
                     budget_factor=args.budget_factor or (20 if quick else 100), workers=args.workers,
-                    sigma=args.sigma)
+                    sigma=args.sigma, crash=args.crash)
 
 
-def runnable(specs: list[Spec], workers: int) -> tuple[list[Spec], list[str]]:
-    """The specs that can run with `workers`, and a note for each left out."""
-    if workers == 1:
-        return specs, []
-    kept = [s for s in specs if not s.algorithm.sequential_only]
-    notes = [f"{s.label}: {s.name} is sequential only, left out of the asynchronous W={workers} runs"
-             for s in specs if s.algorithm.sequential_only]
+def runnable(specs: list[Spec], workers: int, crash: float = 0.0) -> tuple[list[Spec], list[str]]:
+    """The specs that can run with `workers` (and crashing trials), and a note for each left out."""
+    kept, notes = [], []
+    for s in specs:
+        if workers > 1 and s.algorithm.sequential_only:
+            notes.append(f"{s.label}: {s.name} is sequential only, left out of the asynchronous W={workers} runs")
+        elif crash and not s.algorithm.takes_failures:
+            notes.append(f"{s.label}: {s.name} cannot be told a failed trial, left out of the runs with crashes")
+        else:
+            kept.append(s)
     return kept, notes
 
 
@@ -187,7 +204,7 @@ def seeds_of(spec: Spec, settings: Settings) -> range:
 def make_jobs(settings: Settings, specs: list[Spec]) -> list[Job]:
     """Every run, in the order of the report: algorithm, dimension, function, instance, seed."""
     return [Job(f, d, i, s, spec.label, spec.name, spec.options_json(), settings.budget_factor * d,
-                settings.workers, settings.sigma)
+                settings.workers, settings.sigma, settings.crash)
             for spec in specs for d in settings.dims for f in settings.functions
             for i in settings.instances for s in seeds_of(spec, settings)]
 
@@ -264,6 +281,9 @@ def report(runs: list[Run], png: Path | None, headline: str, notes: list[str], v
         print(f"failed: {run.job.label} f{run.job.function} d{run.job.dim} i{run.job.instance} s{run.job.seed}: "
               f"{run.error}")
     print(format_tables(summarize(runs)))
+    if any(r.job.crash for r in runs):
+        print()
+        print(format_crashes(runs))
     if versus:
         print()
         print(format_paired(paired(runs, versus), versus))
@@ -280,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         report(runs, png, data.get("command", str(args.report)), data.get("left_out", []), args.versus)
         return 0
     settings = settings_of(args)
-    specs, notes = runnable(args.specs, settings.workers)
+    specs, notes = runnable(args.specs, settings.workers, settings.crash)
     if not specs:
-        sys.exit("bench_bbob: no algorithm left to run (the ones given are sequential only)")
+        sys.exit("bench_bbob: no algorithm left to run (" + "; ".join(notes) + ")")
     out = args.json or RESULTS / ("bbob_quick.json" if args.quick else "bbob.json")
     jobs = make_jobs(settings, specs)
     runs = reused(args.reuse, jobs) if args.reuse else []

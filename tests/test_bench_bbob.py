@@ -221,3 +221,28 @@ def test_option_values_with_commas_stay_in_their_variant():
     specs = parse_specs("soo, deep=bamsoo:{h_max: 1000, eta: 0.01},cma")
     assert [(s.label, s.name, s.options) for s in specs] == [
         ("soo", "soo", {}), ("deep", "bamsoo", {"h_max": 1000, "eta": 0.01}), ("cma", "cma", {})]
+
+
+def test_runs_with_crashes_spend_the_budget_count_the_crashes_and_leave_out_who_cannot_be_told(tmp_path, capsys):
+    bench_bbob.main(tiny_args(tmp_path, "random,cma", "--crash", "0.5"))
+    out = capsys.readouterr().out
+    assert "cma cannot be told a failed trial" in out and "crashed trials per run" in out
+    runs = json.loads((tmp_path / "b.json").read_text())["runs"]
+    assert {r["job"]["label"] for r in runs} == {"random"}
+    assert all(r["evaluations"] == 10 and r["job"]["crash"] == 0.5 for r in runs)
+    assert 0 < sum(r["crashes"] for r in runs) < 20
+
+
+def test_a_crashing_trial_spends_an_evaluation_and_leaves_the_best_regret_alone():
+    problem = Problem(1, 2, 1, crash=0.5)
+    direction, threshold = problem.crash
+    inside = direction * (threshold + 0.1) / (direction @ direction)
+    recorder = Recorder(problem, budget=5)
+    assert math.isnan(recorder(inside))
+    assert (recorder.evaluations, recorder.crashes, recorder.improvements) == (1, 1, [])
+
+
+def test_a_share_of_crashes_outside_0_1_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        bench_bbob.parse_args(["--crash", "1.5"])
+    assert "--crash" in capsys.readouterr().err.strip().splitlines()[-1]

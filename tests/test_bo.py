@@ -277,3 +277,29 @@ def test_the_acquisition_searchs_harmless_numerical_warnings_stay_silent(monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert opt.ask().meta["phase"] == "gp"
+
+
+def crash_right_of(limit):
+    """A parabola peaking at 0.3 whose trials crash right of `limit` (NaN: told as failed)."""
+    return lambda cand: np.nan if cand.params["x"] > limit else parabola(cand)
+
+
+def crashed(opt):
+    return sum(t.state.value == "failed" for t in opt.trials.values())
+
+
+def test_gp_asks_avoid_where_trials_crashed():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "trial ... returned nan: recorded as failed"
+        avoiding = run(make_optimizer("bo", LINE, seed=0, n_init=4, **FAST), 16, crash_right_of(0.4))
+        blind = run(make_optimizer("bo", LINE, seed=0, n_init=4, avoid_failures=False, **FAST), 16,
+                    crash_right_of(0.4))
+    assert crashed(avoiding) * 2 < crashed(blind)  # 6 against 14 of 16: without the model the GP goes back there
+
+
+def test_without_failures_the_failure_model_changes_no_ask(monkeypatch):
+    blind = run(make_optimizer("bo", LINE, seed=1, n_init=3, avoid_failures=False, **FAST), 8)
+    monkeypatch.setattr(bo.FailureModel, "fit", lambda *a, **k: pytest.fail("fitted without failures"))
+    avoiding = run(make_optimizer("bo", LINE, seed=1, n_init=3, **FAST), 8)
+    assert [t.candidate.u.tolist() for t in avoiding.trials.values()] == [
+        t.candidate.u.tolist() for t in blind.trials.values()]

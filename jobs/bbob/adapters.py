@@ -212,26 +212,30 @@ class CMAAdapter(Adapter):
 class Algorithm:
     """A registry entry. `cost` is a rough relative cost per evaluation, used to start the slowest jobs first.
     A `deterministic` algorithm ignores its seed, so a sequential benchmark runs it for one seed only (the
-    ECDF and the medians of identical copies are those of one run)."""
+    ECDF and the medians of identical copies are those of one run). `takes_failures`: told NaN, it records a
+    failed trial (pbo's `tell`, Optuna's `study.tell`), so it can run where trials crash."""
 
     factory: Callable[..., Adapter]
     description: str
     sequential_only: bool = False
     cost: float = 1.0
     deterministic: bool = False
+    takes_failures: bool = False
 
 
 def _registry() -> dict[str, Algorithm]:
     pbo = {"soo": (1, "pbo SOO"), "bamsoo": (20, "pbo BaMSOO (SOO + GP skip rule)"), "bo": (150, "pbo GP-BO (LogEI)"),
            "mfbamsoo": (20, "pbo multi-fidelity BaMSOO (BBOB does not report: every trial in full)"),
            "lhs": (1, "pbo Latin hypercube"), "random": (1, "pbo uniform random search")}
-    entries = {name: Algorithm(partial(PboAdapter, name), text, cost=cost, deterministic=name == "soo")
+    entries = {name: Algorithm(partial(PboAdapter, name), text, cost=cost, deterministic=name == "soo",
+                               takes_failures=True)
                for name, (cost, text) in pbo.items()}
     entries.update({
         "direct": Algorithm(DirectAdapter, "scipy DIRECT-L (locally biased)", sequential_only=True,
                             deterministic=True),
-        "optuna_gp": Algorithm(partial(OptunaAdapter, "gp"), "Optuna GPSampler", cost=100),
-        "optuna_tpe": Algorithm(partial(OptunaAdapter, "tpe"), "Optuna TPESampler (constant liar)", cost=5),
+        "optuna_gp": Algorithm(partial(OptunaAdapter, "gp"), "Optuna GPSampler", cost=100, takes_failures=True),
+        "optuna_tpe": Algorithm(partial(OptunaAdapter, "tpe"), "Optuna TPESampler (constant liar)", cost=5,
+                                takes_failures=True),
         "ngopt": Algorithm(NevergradAdapter, "nevergrad NGOpt", cost=3),
         "cma": Algorithm(CMAAdapter, "CMA-ES (cma), IPOP restarts", cost=2),
     })

@@ -138,6 +138,25 @@ def format_tables(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def format_crashes(runs: Sequence[Run]) -> str:
+    """Per dimension and series, the crashed evaluations of runs where trials crash (`--crash`): median and
+    largest count per run, and their share of all evaluations."""
+    ok = [r for r in runs if r.error is None and r.job.crash]
+    names = list(dict.fromkeys(series(r) for r in ok))
+    width = max(9, *(len(n) for n in names)) + 1 if names else 10
+    head = f"{'algorithm':<{width}}{'runs':>5}{'median':>8}{'most':>6}{'share':>7}"
+    out = ["crashed trials per run (trials crash in a half-space of the cube that does not hold the optimum)"]
+    for dim in sorted({r.job.dim for r in ok}):
+        out += ["", f"D={dim}", head, "-" * len(head)]
+        for name in names:
+            counts = [r.crashes for r in ok if r.job.dim == dim and series(r) == name]
+            if counts:
+                total = sum(r.evaluations for r in ok if r.job.dim == dim and series(r) == name)
+                out.append(f"{name:<{width}}{len(counts):>5}{float(np.median(counts)):>8.1f}{max(counts):>6}"
+                           f"{sum(counts) / max(total, 1):>7.2f}")
+    return "\n".join(out)
+
+
 #: Log10 regrets closer than this are even in a paired comparison (a tenth of a decade).
 EVEN = 0.1
 

@@ -36,15 +36,24 @@ def group_of(function: int) -> str:
 
 
 class Problem:
-    """BBOB function `function`, instance `instance`, in `dim` dimensions, seen from [0, 1]^D."""
+    """BBOB function `function`, instance `instance`, in `dim` dimensions, seen from [0, 1]^D; with `crash` > 0,
+    a trial crashes (no value) in a half-space of that share of the cube (`crash_region`)."""
 
-    def __init__(self, function: int, dim: int, instance: int) -> None:
+    def __init__(self, function: int, dim: int, instance: int, crash: float = 0.0) -> None:
         import ioh
 
         self._problem = ioh.get_problem(function, instance=instance, dimension=dim,
                                         problem_class=ioh.ProblemClass.BBOB)
         self.f_opt = float(self._problem.optimum.y)
         self.x_opt = np.asarray(self._problem.optimum.x, dtype=float)
+        self.crash = crash_region(self.to_unit(self.x_opt), crash, [function, instance, dim]) if crash else None
+
+    def crashes(self, u: np.ndarray) -> bool:
+        """Whether a trial at `u` crashes."""
+        if self.crash is None:
+            return False
+        direction, threshold = self.crash
+        return float(np.asarray(u, dtype=float) @ direction) > threshold
 
     @staticmethod
     def to_x(u: np.ndarray) -> np.ndarray:
@@ -56,6 +65,26 @@ class Problem:
 
     def __call__(self, u: np.ndarray) -> float:
         return float(self._problem(self.to_x(u)))
+
+
+def crash_region(optimum: np.ndarray, share: float, seed: list[int]) -> tuple[np.ndarray, float]:
+    """A half-space {u: u . direction > threshold} holding `share` of the unit cube (by 4096 uniform points) and
+    not the optimum, its direction random for `seed`: where trials crash, as out-of-memory errors and diverged
+    losses do at one end of a hyperparameter range, with the best configuration still reachable.
+
+    Example:
+        >>> direction, threshold = crash_region(np.full(2, 0.5), 0.3, [1, 1, 2])
+        >>> points = np.random.default_rng(0).random((10000, 2))
+        >>> round(float(np.mean(points @ direction > threshold)), 1), bool(np.full(2, 0.5) @ direction <= threshold)
+        (0.3, True)
+    """
+    rng = np.random.default_rng([*seed, 7])
+    direction = rng.standard_normal(len(optimum))
+    direction /= np.linalg.norm(direction)
+    points = rng.random((4096, len(optimum)))
+    if optimum @ direction > np.quantile(points @ direction, 1.0 - share):
+        direction = -direction
+    return direction, float(np.quantile(points @ direction, 1.0 - share))
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class Job:
     budget: int
     workers: int = 1
     sigma: float = 0.5  # of the simulated trial durations; only meaningful when workers > 1
+    crash: float = 0.0  # share of the cube where trials crash (`crash_region`)
 
 
 @dataclass
@@ -87,6 +117,7 @@ class Run:
     sim_time: float | None = None  # asynchronous mode: simulated time when the last result came back
     max_in_flight: int = 1
     error: str | None = None
+    crashes: int = 0  # evaluations that crashed (`Job.crash`)
 
     def curve(self) -> list[float]:
         """Best regret after each evaluation (length `evaluations`)."""
@@ -134,8 +165,12 @@ class Recorder:
     improvements: list[list[float]] = field(default_factory=list)
     objective_wall: float = 0.0
     objective_cpu: float = 0.0
+    crashes: int = 0
 
     def evaluate(self, u: np.ndarray) -> float:
+        """f at `u`, or NaN where the trial crashes (which the adapters tell as a failure)."""
+        if self.problem.crashes(u):
+            return math.nan
         wall, cpu = time.perf_counter(), time.process_time()
         value = self.problem(u)
         self.objective_wall += time.perf_counter() - wall
@@ -144,6 +179,9 @@ class Recorder:
 
     def record(self, value: float) -> None:
         self.evaluations += 1
+        if math.isnan(value):
+            self.crashes += 1
+            return
         regret = max(value - self.problem.f_opt, 0.0)
         if regret < self.best:
             self.best = regret
@@ -191,7 +229,7 @@ def run_async(adapter: Adapter, recorder: Recorder, workers: int, duration: Call
 def run_job(job: Job) -> Run:
     """One run in this process; an exception in the algorithm is recorded in `error`, not raised."""
     warnings.simplefilter("ignore")
-    recorder = Recorder(Problem(job.function, job.dim, job.instance), job.budget)
+    recorder = Recorder(Problem(job.function, job.dim, job.instance, job.crash), job.budget)
     sim_time, most, error = None, 1, None
     # Timed from the optimizer's construction on; imports are done beforehand (see `preload`).
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -213,7 +251,7 @@ def run_job(job: Job) -> Run:
     n = max(recorder.evaluations, 1)
     return Run(job, recorder.evaluations, recorder.improvements, wall,
                1000 * (wall - recorder.objective_wall) / n, 1000 * (cpu - recorder.objective_cpu) / n,
-               sim_time, most, error)
+               sim_time, most, error, recorder.crashes)
 
 
 def preload(algorithms: set[str]) -> None:

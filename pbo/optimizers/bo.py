@@ -12,6 +12,10 @@ The acquisition is LogEI, maximized by L-BFGS-B from `num_restarts` starts chose
 points and perturbations of the best points observed so far (at three scales), up to `maxiter` iterations
 each: the perturbations let it refine the incumbent to many digits, which the Sobol points alone do not.
 
+Trials that crash or time out have no score for the GP; once one has, a second GP on which trials finished
+(`pbo.feasibility`) adds the log probability that a point finishes to the acquisition, so asks stop going back
+to where trials crash (`avoid_failures`); a run without failures is not changed by it.
+
 With other asks pending, parallel workers must get distinct, complementary points instead of the same
 maximizer: by default (`pending="believer"`, the kriging believer) the GP is conditioned on each pending
 point as if it had scored its predicted mean, which shrinks the uncertainty, and so LogEI, around it;
@@ -52,6 +56,7 @@ from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.utils.warnings import NumericalWarning
 from scipy.stats import qmc
 
+from pbo.feasibility import AvoidingFailures, FailureModel
 from pbo.frozen_gp import FrozenGP
 from pbo.optimizers.base import Optimizer, Proposal, Trial, TrialState
 from pbo.optimizers.lhs import Design
@@ -65,6 +70,9 @@ PENDING_MODES = ("believer", "qlognei")
 
 #: What the GP makes of a pruned trial (see `GPBO`).
 PRUNED_MODES = ("exclude", "below_median")
+
+#: Trials that teach the failure model where trials do not finish (`pbo.feasibility`).
+FAILED_STATES = (TrialState.FAILED, TrialState.TIMEOUT)
 
 #: Successful trials the GP needs before it replaces random points (after the design, e.g. when it failed).
 MIN_GP_POINTS = 2
@@ -111,7 +119,8 @@ class GPBO(Optimizer):
     is fitted on (a name of pbo.surrogate.WARPS; "half_rank" keeps the better half and spreads the worse half
     by rank, so a few disastrous scores do not set the model's scale). `pruned`: "below_median" gives the GP the
     trials a pruner stopped, at their last score or the successes' median, whichever is lower (see `_gp_data`);
-    "exclude" leaves them out.
+    "exclude" leaves them out. `avoid_failures` (default True): weight the acquisition by the probability that a
+    trial at the point finishes, modelled on the failed and timed-out trials (`pbo.feasibility`).
 
     Asks adapt to the time the scheduler can afford (`Optimizer.time_per_ask`, set when trials are short next
     to asks, e.g. 1-second trials on 8 workers): once a full ask took longer, asks are quick (QUICK_MAXITER,
@@ -127,7 +136,8 @@ class GPBO(Optimizer):
                  mc_samples: int = 64, kernel: str = "matern", noise: float | None = None,
                  noise_floor: float = 1e-6, refit_growth: float = 0.0, pending: str = "believer",
                  gp_points: int = 512, large_n: int = 256, large_restarts: int = 2,
-                 large_raw_samples: int = 256, warp: str = "half_rank", pruned: str = "below_median") -> None:
+                 large_raw_samples: int = 256, warp: str = "half_rank", pruned: str = "below_median",
+                 avoid_failures: bool = True) -> None:
         super().__init__(space, seed=seed, minimize=minimize, budget=budget)
         n_init = max(2 * space.dim + 1, 5) if n_init is None else int(n_init)
         if budget:
@@ -158,6 +168,7 @@ class GPBO(Optimizer):
         if pruned not in PRUNED_MODES:
             raise ValueError(f"bo: pruned must be one of {', '.join(PRUNED_MODES)}, got {pruned!r}")
         self.pruned_mode = pruned
+        self.avoid_failures = bool(avoid_failures)
         self.large_n = large_n
         self.gp_points, self.large_restarts, self.large_raw_samples = gp_points, large_restarts, large_raw_samples
         self.kernel, self.noise, self.noise_floor = kernel, noise, float(noise_floor)
@@ -351,6 +362,9 @@ class GPBO(Optimizer):
                                               hyperparameters)
                 # the same posterior as the model's, a fraction of gpytorch's cost per call (pbo.frozen_gp)
                 acq = LogExpectedImprovement(FrozenGP(model), best_f=float(y.max()))
+            failures = self._failure_model(seed)
+            if failures is not None:
+                acq = AvoidingFailures(acq, failures)
             large = len(y) + len(pending) > self.large_n
             starts = self._starts(acq, x, y, np.random.default_rng(seed),
                                   min(self.raw_samples, self.large_raw_samples) if large else self.raw_samples,
@@ -366,6 +380,20 @@ class GPBO(Optimizer):
             self._full_seconds = time.perf_counter() - start
         order = torch.argsort(values.reshape(-1), descending=True)
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
+
+    def _failure_model(self, seed: int) -> FailureModel | None:
+        """The model of where trials fail (`pbo.feasibility`), on the latest `gp_points` finished trials with a
+        point known to finish or not (a pruned one without a score says neither), or None when none of them
+        failed: a run without failures is not changed by it."""
+        if not self.avoid_failures:
+            return None
+        known = [t for t in self.trials.values() if t.state in FAILED_STATES or t.score is not None]
+        known = known[-self.gp_points:]
+        failed = np.array([t.state in FAILED_STATES for t in known])
+        if not failed.any():
+            return None
+        x = np.array([t.candidate.u for t in known])
+        return FailureModel.fit(x, failed, seed, kernel=self.kernel, noise_floor=self.noise_floor)
 
     def _starts(self, acq, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_raw: int,
                 restarts: int) -> torch.Tensor:
