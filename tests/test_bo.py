@@ -303,3 +303,19 @@ def test_without_failures_the_failure_model_changes_no_ask(monkeypatch):
     avoiding = run(make_optimizer("bo", LINE, seed=1, n_init=3, **FAST), 8)
     assert [t.candidate.u.tolist() for t in avoiding.trials.values()] == [
         t.candidate.u.tolist() for t in blind.trials.values()]
+
+
+def test_past_large_n_the_failure_model_keeps_the_latest_failures_and_fills_up_with_the_latest_successes(monkeypatch):
+    opt = make_optimizer("bo", LINE, seed=0, n_init=2, large_n=8, gp_points=8, **FAST)
+    fits = []
+    monkeypatch.setattr(bo.FailureModel, "fit", lambda x, failed, *a, **k: fits.append((x, failed)))
+    for k in range(20):
+        cand = opt.ask()
+        if k % 4 == 0:
+            opt.tell_failure(cand.id, "crashed")
+        else:
+            opt.tell(cand.id, parabola(cand))
+    x, failed = fits[-1]
+    assert len(x) == 8 and failed.sum() == 4
+    latest = opt.trials[max(opt.trials) - 1]  # told before the last ask, which fitted the model
+    assert latest.state.value == "ok" and x[-1].tolist() == latest.candidate.u.tolist()

@@ -382,16 +382,24 @@ class GPBO(Optimizer):
         return [points.reshape(-1, self.space.dim)[i].numpy() for i in order]
 
     def _failure_model(self, seed: int) -> FailureModel | None:
-        """The model of where trials fail (`pbo.feasibility`), on the latest `gp_points` finished trials with a
-        point known to finish or not (a pruned one without a score says neither), or None when none of them
-        failed: a run without failures is not changed by it."""
+        """The model of where trials fail (`pbo.feasibility`), or None while no trial failed: a run without
+        failures is not changed by it. It is fitted from scratch on every ask, so past `large_n` trials with a
+        known outcome (a pruned one without a score says neither) it keeps `large_n` of them: the latest failures
+        (half at most) and the latest of the rest: 0.1-0.35 s per fit up to 500 trials in 6-D, against 0.9 s
+        on all 500."""
         if not self.avoid_failures:
             return None
         known = [t for t in self.trials.values() if t.state in FAILED_STATES or t.score is not None]
-        known = known[-self.gp_points:]
-        failed = np.array([t.state in FAILED_STATES for t in known])
-        if not failed.any():
+        failures = [t for t in known if t.state in FAILED_STATES]
+        if not failures:
             return None
+        if len(known) > self.large_n:
+            failures = failures[-(self.large_n // 2):]
+            kept = {t.candidate.id for t in failures}
+            rest = [t for t in known if t.candidate.id not in kept and t.state not in FAILED_STATES]
+            kept |= {t.candidate.id for t in rest[-(self.large_n - len(failures)):]}
+            known = [t for t in known if t.candidate.id in kept]
+        failed = np.array([t.state in FAILED_STATES for t in known])
         x = np.array([t.candidate.u for t in known])
         return FailureModel.fit(x, failed, seed, kernel=self.kernel, noise_floor=self.noise_floor)
 
