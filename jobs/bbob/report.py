@@ -149,9 +149,10 @@ def format_crashes(runs: Sequence[Run]) -> str:
     for dim in sorted({r.job.dim for r in ok}):
         out += ["", f"D={dim}", head, "-" * len(head)]
         for name in names:
-            counts = [r.crashes for r in ok if r.job.dim == dim and series(r) == name]
-            if counts:
-                total = sum(r.evaluations for r in ok if r.job.dim == dim and series(r) == name)
+            chosen = [r for r in ok if r.job.dim == dim and series(r) == name]
+            if chosen:
+                counts = [r.crashes for r in chosen]
+                total = sum(r.evaluations for r in chosen)
                 out.append(f"{name:<{width}}{len(counts):>5}{float(np.median(counts)):>8.1f}{max(counts):>6}"
                            f"{sum(counts) / max(total, 1):>7.2f}")
     return "\n".join(out)

@@ -395,10 +395,8 @@ class GPBO(Optimizer):
             return None
         if len(known) > self.large_n:
             failures = failures[-(self.large_n // 2):]
-            kept = {t.candidate.id for t in failures}
-            rest = [t for t in known if t.candidate.id not in kept and t.state not in FAILED_STATES]
-            kept |= {t.candidate.id for t in rest[-(self.large_n - len(failures)):]}
-            known = [t for t in known if t.candidate.id in kept]
+            finished = [t for t in known if t.state not in FAILED_STATES][len(failures) - self.large_n:]
+            known = sorted(failures + finished, key=lambda t: t.candidate.id)
         failed = np.array([t.state in FAILED_STATES for t in known])
         x = np.array([t.candidate.u for t in known])
         return FailureModel.fit(x, failed, seed, kernel=self.kernel, noise_floor=self.noise_floor)
